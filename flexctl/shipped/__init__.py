@@ -1,0 +1,1 @@
+"""Shipped configuration, mapped here from config/ and procedures/ in the wheel."""
