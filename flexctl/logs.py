@@ -1,0 +1,36 @@
+"""structlog set-up: readable lines on a terminal, JSON lines otherwise, on stderr.
+
+stdout is kept for what a command is asked to print; logs never mix into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def configure_logging(level: str = "warning") -> None:
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.WARNING)
+    renderer: structlog.typing.Processor
+    if sys.stderr.isatty():
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # asyncua and pymodbus log through the standard library; keep them quiet
+    # unless asked, so a dropped link is reported once, by flexctl.
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    for noisy in ("asyncua", "pymodbus"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.ERROR))
