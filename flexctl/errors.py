@@ -86,6 +86,16 @@ class DeviceBusyError(FlexctlError):
     """
 
 
+class ConditionTimeout(FlexctlError, TimeoutError):
+    """A condition (a value settling, a program finishing) did not hold in process time."""
+
+    def __init__(self, device: str, what: str, timeout: float) -> None:
+        self.device = device
+        self.what = what
+        self.timeout = timeout
+        super().__init__(f"{device}: {what} not reached within {timeout:g} s of process time")
+
+
 class InterlockTripped(FlexctlError):
     """An interlock condition holds the batch."""
 

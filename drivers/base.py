@@ -1,0 +1,268 @@
+"""What every instrument driver shares: named signals over a transport, in device terms.
+
+A driver never knows which transport it talks through; its profile binds each
+signal and command name to an address. Like frappy (SECoP) devices, drivers
+expose a value, a target and a status (idle, busy, warn, error); long
+operations have a program state shaped like OPC UA LADS (Stopped, Running,
+Complete, Aborted, with the current step and runtime).
+
+Limits come from the profile and are checked before anything is sent. Waiting
+is done in process time on the injected clock, so the same driver code runs in
+seconds under a virtual clock and in hours on hardware.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from flexctl.clock import Clock
+from flexctl.errors import ConditionTimeout, ConfigurationError, OutOfRangeError
+from flexctl.profile import Value
+from flexctl.transports.base import Transport
+
+
+class DeviceStatus(StrEnum):
+    """frappy/SECoP-style status."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    WARN = "warn"
+    ERROR = "error"
+
+
+class ProgramState(StrEnum):
+    """The LADS FunctionalStateMachine states a device program reports."""
+
+    STOPPED = "stopped"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    ABORTED = "aborted"
+
+
+class SafeAction(StrEnum):
+    """Why a device is asked into its safe state: the batch holds or aborts."""
+
+    HOLD = "hold"
+    ABORT = "abort"
+
+
+@dataclass(frozen=True)
+class Program:
+    """The LADS ActiveProgram view: state, current step and runtime."""
+
+    state: ProgramState
+    step_name: str
+    step_number: int
+    runtime_s: float
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A controlled quantity: what it is, what it is asked to be, how it is doing."""
+
+    value: Value
+    target: Value | None
+    status: DeviceStatus
+
+
+PROGRAM_SIGNALS = ("program_state", "step_name", "step_number", "runtime_s")
+
+
+class Driver(ABC):
+    """Device semantics over a transport; subclasses name what their profile must bind."""
+
+    kind: ClassVar[str]
+    #: Signals and commands the profile must bind for this driver to work.
+    required_signals: ClassVar[tuple[str, ...]] = ()
+    required_commands: ClassVar[tuple[str, ...]] = ()
+    #: Process value -> its setpoint signal, for :meth:`reading` and :meth:`set_and_wait`.
+    targets: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, name: str, transport: Transport, clock: Clock) -> None:
+        self.name = name
+        self.transport = transport
+        self.clock = clock
+        profile = transport.profile
+        missing = [s for s in self.required_signals if s not in profile.signals]
+        missing += [f"{c}()" for c in self.required_commands if c not in profile.commands]
+        if missing:
+            raise ConfigurationError(
+                profile.where,
+                f"profile {profile.name} cannot drive a {self.kind}: it lacks {', '.join(missing)}",
+            )
+
+    # -- link ---------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.transport.connect()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    @property
+    def source(self) -> str:
+        return self.transport.source
+
+    # -- signals and commands -----------------------------------------------------
+
+    async def read(self, names: Sequence[str]) -> dict[str, Value]:
+        """Read several signals in one batched request where the protocol allows."""
+        values = await self.transport.read([self.transport.signal(n) for n in names])
+        return dict(zip(names, values, strict=True))
+
+    async def get(self, name: str) -> Value:
+        return await self.transport.read_one(self.transport.signal(name))
+
+    async def set(self, name: str, value: Value) -> None:
+        """Write a setpoint; a value outside the profile's limits is refused unsent."""
+        address = self.transport.signal(name)
+        address.spec.check_limits(value)
+        await self.transport.write(address, value)
+
+    async def command(self, name: str, *args: Value) -> list[Value]:
+        return await self.transport.call(self.transport.command(name), list(args))
+
+    def limits(self, name: str) -> tuple[float, float] | None:
+        return self.transport.profile.signal(name).limits
+
+    def check_limits(self, name: str, value: Value) -> None:
+        """Refuse a command argument outside the limits the profile gives the signal ``name``."""
+        self.transport.profile.signal(name).check_limits(value)
+
+    # -- waiting in process time ----------------------------------------------------
+
+    async def wait_until(
+        self,
+        signals: Sequence[str],
+        condition: Callable[[dict[str, Value]], bool],
+        *,
+        within: float,
+        poll: float,
+        what: str,
+    ) -> dict[str, Value]:
+        """Poll ``signals`` every ``poll`` s until ``condition`` holds.
+
+        ``within`` and ``poll`` are process seconds (the clock's, not the
+        loop's); ConditionTimeout when ``within`` passes first.
+        """
+        if poll <= 0 or within < 0:
+            raise OutOfRangeError(f"{what}: poll must be > 0 and within >= 0")
+        deadline = self.clock.now() + within
+        while True:
+            values = await self.read(signals)
+            if condition(values):
+                return values
+            if self.clock.now() >= deadline:
+                raise ConditionTimeout(self.name, what, within)
+            await self.clock.sleep_until(min(deadline, self.clock.now() + poll))
+
+    async def set_and_wait(
+        self,
+        setpoint: str,
+        value: float,
+        *,
+        readback: str,
+        tolerance: float | None = None,
+        within: float,
+        poll: float = 10.0,
+    ) -> Value:
+        """Write ``setpoint`` and wait until ``readback`` is within tolerance of it."""
+        band = tolerance if tolerance is not None else self._tolerance(setpoint, readback)
+        await self.set(setpoint, value)
+
+        def settled(values: dict[str, Value]) -> bool:
+            current = values[readback]
+            return isinstance(current, int | float) and abs(float(current) - value) <= band
+
+        values = await self.wait_until(
+            [readback],
+            settled,
+            within=within,
+            poll=poll,
+            what=f"{readback} within {band:g} of {value:g}",
+        )
+        return values[readback]
+
+    def _tolerance(self, setpoint: str, readback: str) -> float:
+        for name in (readback, setpoint):
+            tolerance = self.transport.profile.signal(name).tolerance
+            if tolerance is not None:
+                return tolerance
+        raise ConfigurationError(
+            self.transport.profile.where,
+            f"no tolerance for {readback}: give one in the call or as 'tolerance' in the profile",
+        )
+
+    # -- state ----------------------------------------------------------------------
+
+    async def status(self) -> DeviceStatus:
+        return DeviceStatus(str(await self.get("status")))
+
+    async def alarm(self) -> str:
+        """The device's own alarm code, "" when none."""
+        return str(await self.get("alarm"))
+
+    async def reading(self, name: str) -> Reading:
+        """Value, target and status of one controlled quantity, in one batched read."""
+        names = [name, "status"]
+        target = self.targets.get(name)
+        if target is not None:
+            names.append(target)
+        values = await self.read(names)
+        return Reading(
+            value=values[name],
+            target=None if target is None else values[target],
+            status=DeviceStatus(str(values["status"])),
+        )
+
+    async def program(self) -> Program:
+        values = await self.read(PROGRAM_SIGNALS)
+        return Program(
+            state=ProgramState(str(values["program_state"])),
+            step_name=str(values["step_name"]),
+            step_number=int(values["step_number"]),
+            runtime_s=float(values["runtime_s"]),
+        )
+
+    async def wait_program_done(self, *, within: float, poll: float = 30.0) -> ProgramState:
+        """Wait until the running program is Complete or Aborted; returns which."""
+        done = {ProgramState.COMPLETE.value, ProgramState.ABORTED.value}
+        values = await self.wait_until(
+            ["program_state"],
+            lambda v: str(v["program_state"]) in done,
+            within=within,
+            poll=poll,
+            what="program complete",
+        )
+        return ProgramState(str(values["program_state"]))
+
+    @abstractmethod
+    async def safe_state(self, action: SafeAction) -> None:
+        """Put the device where a held or aborted batch leaves it safely."""
+
+    def describe(self) -> dict[str, Any]:
+        """Signals and commands with units and limits, for validation and the console."""
+        profile = self.transport.profile
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "profile": profile.name,
+            "source": self.source,
+            "signals": {
+                name: {
+                    "type": spec.type,
+                    "unit": spec.unit,
+                    "writable": spec.writable,
+                    "limits": list(spec.limits) if spec.limits else None,
+                    "enum": list(spec.enum) if spec.enum else None,
+                }
+                for name, spec in profile.signals.items()
+            },
+            "commands": {
+                name: {"args": list(spec.args)} for name, spec in profile.commands.items()
+            },
+        }
