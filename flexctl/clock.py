@@ -20,7 +20,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -45,7 +45,7 @@ class Clock(Protocol):
         """Wait until :meth:`now` reaches ``deadline``."""
         ...
 
-    def in_flight(self) -> _InFlightContext:
+    def in_flight(self) -> AbstractContextManager[None]:
         """Mark an awaited I/O request, so a virtual clock does not jump past it."""
         ...
 
@@ -53,11 +53,6 @@ class Clock(Protocol):
     def requests(self) -> int:
         """How many in-flight requests have been started (for benchmarks and reports)."""
         ...
-
-
-class _InFlightContext(Protocol):
-    def __enter__(self) -> None: ...
-    def __exit__(self, *exc: object) -> None: ...
 
 
 class _Counting:
