@@ -27,6 +27,34 @@ KINDS = ("opcua", "modbus-tcp", "modbus-rtu", "serial")
 FAMILY = {"opcua": "opcua", "modbus-tcp": "modbus", "modbus-rtu": "modbus", "serial": "serial"}
 
 
+DEVICE_KINDS = ("bioreactor", "cell_processor", "thaw", "freezer", "demo")
+
+
+def make_model(device: str, clock: Clock, seed: int = 0) -> TwinModel:
+    """The twin model of a device kind, on ``clock``, deterministic for ``seed``."""
+    if device == "bioreactor":
+        from simulators.models.bioreactor import BioreactorModel
+
+        return BioreactorModel(clock, seed)
+    if device == "cell_processor":
+        from simulators.models.cell_processor import CellProcessorModel
+
+        return CellProcessorModel(clock, seed)
+    if device == "thaw":
+        from simulators.models.thaw import ThawModel
+
+        return ThawModel(clock, seed)
+    if device == "freezer":
+        from simulators.models.freezer import FreezerModel
+
+        return FreezerModel(clock, seed)
+    if device == "demo":
+        from simulators.models.demo import DemoModel
+
+        return DemoModel(clock, seed)
+    raise ValueError(f"no twin for {device!r} (expected one of {', '.join(DEVICE_KINDS)})")
+
+
 @dataclass
 class Pair:
     kind: str
