@@ -225,7 +225,10 @@ def parse_profile(top: PosDict, name: str) -> Profile:
         cmd_name: _parse_command(cmd_name, spec, commands_map.at(cmd_name))
         for cmd_name, spec in commands_map.items()
     }
-    settings = {k: v for k, v in top.items() if k not in GENERIC_PROFILE_KEYS}
+    settings = PosDict((k, v) for k, v in top.items() if k not in GENERIC_PROFILE_KEYS)
+    settings.where = top.where
+    settings.key_where = {k: top.key_at(k) for k in settings}
+    settings.value_where = {k: top.at(k) for k in settings}
     return Profile(
         name=name,
         device=device,

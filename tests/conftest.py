@@ -7,8 +7,17 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
 
 from flexctl.clock import VirtualClock
+
+# Logs go through the standard library in tests, so pytest captures them per test;
+# a structlog PrintLogger would keep a handle on a capture stream pytest has closed.
+structlog.configure(
+    processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    cache_logger_on_first_use=False,
+)
 
 
 @pytest.fixture(autouse=True)
