@@ -159,7 +159,6 @@ def test_default_type_types_an_untyped_field() -> None:
     ("text", "value"),
     [
         ("S {v:s}", "two words"),
-        ("S {v:s}", ""),
         ("S {v:s}", "caf\u00e9"),
         ("S {v:s}", 3),
         ("F {v:f}", math.nan),
@@ -205,3 +204,11 @@ def test_missing_value_is_refused() -> None:
 def test_ill_formed_templates_are_refused(text: str, message: str) -> None:
     with pytest.raises(TemplateError, match=message):
         Template(text)
+
+
+def test_empty_text_round_trips() -> None:
+    """A device with no alarm answers "ALM " and that reads back as ""."""
+    template = Template("ALM {value:s}")
+    line = template.format({"value": ""})
+    assert line == "ALM "
+    assert template.parse(line) == {"value": ""}

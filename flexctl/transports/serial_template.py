@@ -8,7 +8,8 @@ A template is literal text with named fields, ``"TS {value:f}"``,
   ``-12.5``, ``3``, ``1e-3`` ... (``nan`` and ``inf`` are refused).
 - ``d``: an integer (``-123``).
 - ``b``: a bool sent as ``0``/``1``.
-- ``s``: printable ASCII text without spaces, at least one character.
+- ``s``: printable ASCII text without spaces, possibly empty (a device with no
+  alarm answers ``"ALM "``, and ``"ALM {value:s}"`` reads it as ``""``).
 - no type (``{value}``): the template's default type (a signal's type), or,
   where there is none (command templates), taken from the value when sending
   and read as int, else float, else text when receiving.
@@ -36,7 +37,7 @@ FIELD_TYPES = ("f", "d", "b", "s")
 # What a field matches on the wire. Literal parts are escaped, the whole is anchored.
 _FLOAT = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _INT = r"[-+]?\d+"
-_PATTERNS = {"f": _FLOAT, "d": _INT, "b": "[01]", "s": "[!-~]+", "": "[!-~]+"}
+_PATTERNS = {"f": _FLOAT, "d": _INT, "b": "[01]", "s": "[!-~]*", "": "[!-~]+"}
 _INT_RE = re.compile(_INT)
 _FLOAT_RE = re.compile(_FLOAT)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -290,11 +291,10 @@ def _format_value(field: Field, value: Value) -> str:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return "1" if value else "0"
     elif kind == "s" and isinstance(value, str):
-        if value and all("!" <= c <= "~" for c in value):
+        if all("!" <= c <= "~" for c in value):
             return value
         raise OutOfRangeError(
-            f"field {field.name}: {value!r} is not sendable text "
-            "(printable ASCII, no spaces, not empty)"
+            f"field {field.name}: {value!r} is not sendable text (printable ASCII, no spaces)"
         )
     raise OutOfRangeError(f"field {field.name}: expected a {_KIND_NAMES[kind]}, got {value!r}")
 
