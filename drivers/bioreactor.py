@@ -1,0 +1,458 @@
+"""Rocking-bag bioreactor (Xuri W25 class): the culture in device terms.
+
+Temperature and headspace CO2 are controlled quantities with setpoints; the
+rocker (rate, angle) gives the bag its oxygen transfer; perfusion feeds fresh
+medium through the bag and draws the same flow through the cell-retention
+filter. The culture itself is seeded, fed, sampled and finally harvested.
+
+The device runs no program of its own: the LADS-shaped :meth:`Bioreactor.program`
+is the culture. It is Running from seeding (step 1 "batch", step 2 "perfusion"
+while the pumps run, runtime = culture age), Complete after :meth:`harvest` and
+Aborted after ``safe_state(ABORT)``. Complete and Aborted are what this driver
+did, so only the driver instance that harvested or aborted reports them; any
+other instance sees a culture in the bag as Running and an empty bag as Stopped.
+
+Every setpoint and command argument is checked against the profile's limits
+(or, where no signal carries them, the device envelope below) before anything
+is sent; a refused value raises :class:`~flexctl.errors.OutOfRangeError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from drivers.base import DeviceStatus, Driver, Program, ProgramState, SafeAction
+from flexctl.clock import Clock
+from flexctl.errors import FlexctlError, OutOfRangeError, ProtocolError
+from flexctl.profile import Value
+from flexctl.transports.base import Transport
+
+#: Sample volume the device takes (mL), [V] cell-counter sample port.
+SAMPLE_LIMITS_ML = (0.1, 50.0)
+#: Viability of an inoculum (%); the device refuses 0.
+VIABILITY_LIMITS_PCT = (1.0, 100.0)
+#: Highest inoculum density the device accepts (viable cells/mL).
+MAX_SEED_DENSITY_PER_ML = 1e8
+
+#: Signals read for the culture snapshot: one batched request (one Modbus block).
+CULTURE_SIGNALS = (
+    "temperature",
+    "do",
+    "ph",
+    "co2",
+    "rock_rate",
+    "volume",
+    "perfusion_rate",
+    "culture_day",
+    "status",
+    "alarm",
+)
+#: Signals the culture "program" is derived from.
+_PROGRAM_SIGNALS = ("volume", "culture_day", "perfusing")
+
+STEP_BATCH = (1, "batch")
+STEP_PERFUSION = (2, "perfusion")
+STEP_HARVEST = (3, "harvest")
+
+SAFE_STATE = {
+    SafeAction.HOLD.value: (
+        "perfusion paused (rate setpoint kept); temperature, CO2 and rocking left running "
+        "so the culture stays warm, gassed and oxygenated"
+    ),
+    SafeAction.ABORT.value: (
+        "perfusion and rocking stopped; temperature and CO2 control left on so the cells "
+        "stay warm until a person decides"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class CultureState:
+    """The key process values, read together in one request."""
+
+    temperature_c: float
+    do_pct: float
+    ph: float
+    co2_pct: float
+    rock_rate_rpm: float
+    volume_ml: float
+    perfusion_rate_ml_per_day: float
+    culture_day: float
+    status: DeviceStatus
+    alarms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Metabolites:
+    """Glucose, lactate and ammonia in the culture."""
+
+    glucose_g_per_l: float
+    lactate_g_per_l: float
+    ammonia_mm: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A cell count of a sample drawn from the bag."""
+
+    vcd_per_ml: float
+    viability_pct: float
+    volume_ml: float
+
+
+@dataclass(frozen=True)
+class Harvest:
+    """What the bag held when it was drained: the product handed on."""
+
+    viable_cells: float
+    volume_ml: float
+    viability_pct: float
+
+    @property
+    def vcd_per_ml(self) -> float:
+        return self.viable_cells / self.volume_ml if self.volume_ml > 0 else 0.0
+
+
+class Bioreactor(Driver):
+    """A rocking-bag bioreactor; see the module docstring."""
+
+    kind = "bioreactor"
+    required_signals: ClassVar[tuple[str, ...]] = (
+        "temperature",
+        "temperature_sp",
+        "do",
+        "ph",
+        "co2",
+        "co2_sp",
+        "rock_rate",
+        "rock_rate_sp",
+        "rock_angle",
+        "rock_angle_sp",
+        "rocking",
+        "perfusing",
+        "volume",
+        "perfusion_rate",
+        "perfusion_rate_sp",
+        "glucose",
+        "lactate",
+        "ammonia",
+        "culture_day",
+        "status",
+        "alarm",
+    )
+    required_commands: ClassVar[tuple[str, ...]] = (
+        "seed",
+        "start_rocking",
+        "stop_rocking",
+        "start_perfusion",
+        "stop_perfusion",
+        "feed",
+        "sample",
+        "harvest",
+    )
+    targets: ClassVar[Mapping[str, str]] = {
+        "temperature": "temperature_sp",
+        "co2": "co2_sp",
+        "rock_rate": "rock_rate_sp",
+        "rock_angle": "rock_angle_sp",
+        "perfusion_rate": "perfusion_rate_sp",
+    }
+
+    def __init__(self, name: str, transport: Transport, clock: Clock) -> None:
+        super().__init__(name, transport, clock)
+        #: The program end this driver caused (harvest or abort); cleared by seed().
+        self._ended: Program | None = None
+
+    # -- culture ------------------------------------------------------------------
+
+    async def seed(
+        self, viable_cells: float, volume_ml: float, viability_pct: float = 95.0
+    ) -> None:
+        """Inoculate the empty bag with ``viable_cells`` in ``volume_ml`` of medium."""
+        self.check_limits("volume", volume_ml)
+        _check_range("viability_pct", viability_pct, VIABILITY_LIMITS_PCT, "%")
+        cells = _finite("viable_cells", viable_cells)
+        if not 0 < cells <= MAX_SEED_DENSITY_PER_ML * volume_ml:
+            raise OutOfRangeError(
+                f"viable_cells: {cells:g} must be > 0 and at most "
+                f"{MAX_SEED_DENSITY_PER_ML:g}/mL in {volume_ml:g} mL"
+            )
+        await self.command("seed", cells, float(volume_ml), float(viability_pct))
+        self._ended = None
+
+    async def feed(self, volume_ml: float) -> None:
+        """Add a bolus of fresh medium (up to the bag's working volume per feed)."""
+        limits = self.limits("volume")
+        high = limits[1] if limits is not None else math.inf
+        volume = _finite("volume_ml", volume_ml)
+        if not 0 < volume <= high:
+            raise OutOfRangeError(f"volume_ml: feed of {volume:g} mL outside (0, {high:g}] mL")
+        await self.command("feed", volume)
+
+    async def sample(self, volume_ml: float = 1.0) -> Sample:
+        """Draw ``volume_ml`` and count it: viable cell density and viability."""
+        volume = _check_range("volume_ml", volume_ml, SAMPLE_LIMITS_ML, "mL")
+        vcd, viability = await self._results("sample", 2, volume)
+        return Sample(vcd_per_ml=vcd, viability_pct=viability, volume_ml=volume)
+
+    async def harvest(self) -> Harvest:
+        """Drain the bag (rocker and perfusion must be stopped); ends the culture program."""
+        before = await self.program()
+        cells, volume, viability = await self._results("harvest", 3)
+        if self._ended is None and before.state is ProgramState.RUNNING:
+            number, name = STEP_HARVEST
+            self._ended = Program(ProgramState.COMPLETE, name, number, before.runtime_s)
+        return Harvest(viable_cells=cells, volume_ml=volume, viability_pct=viability)
+
+    async def culture(self) -> CultureState:
+        """Temperature, DO, pH, CO2, rocking, volume, perfusion, age, status, alarms."""
+        v = await self.read(CULTURE_SIGNALS)
+        return CultureState(
+            temperature_c=_float(v["temperature"]),
+            do_pct=_float(v["do"]),
+            ph=_float(v["ph"]),
+            co2_pct=_float(v["co2"]),
+            rock_rate_rpm=_float(v["rock_rate"]),
+            volume_ml=_float(v["volume"]),
+            perfusion_rate_ml_per_day=_float(v["perfusion_rate"]),
+            culture_day=_float(v["culture_day"]),
+            status=DeviceStatus(str(v["status"])),
+            alarms=_alarms(v["alarm"]),
+        )
+
+    async def metabolites(self) -> Metabolites:
+        """Glucose, lactate and ammonia, in one read."""
+        v = await self.read(("glucose", "lactate", "ammonia"))
+        return Metabolites(
+            glucose_g_per_l=_float(v["glucose"]),
+            lactate_g_per_l=_float(v["lactate"]),
+            ammonia_mm=_float(v["ammonia"]),
+        )
+
+    async def alarms(self) -> tuple[str, ...]:
+        """Active alarm names (OVERFILL, TEMP_DEVIATION, DO_LOW ...); empty when none."""
+        return _alarms(await self.get("alarm"))
+
+    # -- controlled quantities ------------------------------------------------------
+
+    async def set_temperature(
+        self,
+        celsius: float,
+        *,
+        within: float | None = None,
+        tolerance: float | None = None,
+        poll: float = 60.0,
+    ) -> None:
+        """Set the culture temperature; with ``within`` (process s), wait until it is there."""
+        if within is None:
+            await self.set("temperature_sp", celsius)
+        else:
+            await self.set_and_wait(
+                "temperature_sp",
+                celsius,
+                readback="temperature",
+                tolerance=tolerance,
+                within=within,
+                poll=poll,
+            )
+
+    async def set_co2(
+        self,
+        percent: float,
+        *,
+        within: float | None = None,
+        tolerance: float | None = None,
+        poll: float = 60.0,
+    ) -> None:
+        """Set the headspace CO2; with ``within`` (process s), wait until it is there."""
+        if within is None:
+            await self.set("co2_sp", percent)
+        else:
+            await self.set_and_wait(
+                "co2_sp", percent, readback="co2", tolerance=tolerance, within=within, poll=poll
+            )
+
+    async def set_rocking(
+        self,
+        rate_rpm: float,
+        angle_deg: float,
+        *,
+        within: float | None = None,
+        tolerance: float | None = None,
+        poll: float = 10.0,
+    ) -> None:
+        """Set rock rate and angle (both checked before either is sent).
+
+        With ``within`` (process s), wait until the rocker runs at them; a
+        stopped rocker never gets there (ConditionTimeout).
+        """
+        self.check_limits("rock_rate_sp", rate_rpm)
+        self.check_limits("rock_angle_sp", angle_deg)
+        await self.set("rock_rate_sp", rate_rpm)
+        await self.set("rock_angle_sp", angle_deg)
+        if within is None:
+            return
+        rate_band = (
+            tolerance if tolerance is not None else self._tolerance("rock_rate_sp", "rock_rate")
+        )
+        angle_band = (
+            tolerance if tolerance is not None else self._tolerance("rock_angle_sp", "rock_angle")
+        )
+
+        def at_speed(v: dict[str, Value]) -> bool:
+            return (
+                v["rocking"] is True
+                and abs(_float(v["rock_rate"]) - rate_rpm) <= rate_band
+                and abs(_float(v["rock_angle"]) - angle_deg) <= angle_band
+            )
+
+        await self.wait_until(
+            ["rocking", "rock_rate", "rock_angle"],
+            at_speed,
+            within=within,
+            poll=poll,
+            what=f"rocking at {rate_rpm:g} rpm / {angle_deg:g} deg",
+        )
+
+    async def start_rocking(self) -> None:
+        """Start the rocker at its rate and angle setpoints (DeviceBusyError if it runs)."""
+        await self.command("start_rocking")
+
+    async def stop_rocking(self) -> None:
+        """Stop the rocker (no-op if stopped)."""
+        await self.command("stop_rocking")
+
+    async def start_perfusion(self, rate_ml_per_day: float) -> None:
+        """Start the perfusion pumps at ``rate_ml_per_day`` (DeviceBusyError if they run)."""
+        self.check_limits("perfusion_rate_sp", rate_ml_per_day)
+        await self.command("start_perfusion", float(rate_ml_per_day))
+
+    async def set_perfusion_rate(self, rate_ml_per_day: float) -> None:
+        """Change the perfusion rate setpoint (takes effect at once if the pumps run)."""
+        await self.set("perfusion_rate_sp", rate_ml_per_day)
+
+    async def stop_perfusion(self) -> None:
+        """Stop the perfusion pumps (no-op if stopped); the rate setpoint is kept."""
+        await self.command("stop_perfusion")
+
+    async def perfuse(self, rate_ml_per_day: float) -> None:
+        """Bring perfusion to a rule's rate: start, change or (at 0) stop the pumps."""
+        self.check_limits("perfusion_rate_sp", rate_ml_per_day)
+        running = await self.get("perfusing") is True
+        if rate_ml_per_day <= 0:
+            if running:
+                await self.stop_perfusion()
+        elif running:
+            await self.set_perfusion_rate(rate_ml_per_day)
+        else:
+            await self.start_perfusion(rate_ml_per_day)
+
+    # -- program and safe state -----------------------------------------------------
+
+    async def program(self) -> Program:
+        """The culture as a LADS program (see the module docstring)."""
+        return self._program(await self.read(_PROGRAM_SIGNALS))
+
+    async def wait_program_done(self, *, within: float, poll: float = 30.0) -> ProgramState:
+        """Wait until the culture is harvested (Complete) or aborted (Aborted)."""
+        done = (ProgramState.COMPLETE, ProgramState.ABORTED)
+        values = await self.wait_until(
+            _PROGRAM_SIGNALS,
+            lambda v: self._program(v).state in done,
+            within=within,
+            poll=poll,
+            what="culture harvested or aborted",
+        )
+        return self._program(values).state
+
+    def _program(self, v: Mapping[str, Value]) -> Program:
+        if self._ended is not None:
+            return self._ended
+        if _float(v["volume"]) <= 0:
+            return Program(ProgramState.STOPPED, "", 0, 0.0)
+        number, name = STEP_PERFUSION if v["perfusing"] is True else STEP_BATCH
+        return Program(ProgramState.RUNNING, name, number, _float(v["culture_day"]) * 86400.0)
+
+    async def safe_state(self, action: SafeAction) -> None:
+        """Leave the culture safe when the batch holds or aborts.
+
+        HOLD pauses perfusion (the rate setpoint is kept, so a restart resumes
+        it) and changes nothing else: temperature and CO2 stay controlled and
+        the rocker keeps running, because a held culture must stay alive and
+        rocking is its only oxygen supply. ABORT stops perfusion and rocking
+        (no pump or motor runs unattended) but leaves temperature and CO2
+        control on: the cells stay warm until a person decides what to do with
+        them; the culture program reports Aborted. Every action is tried even
+        if an earlier one fails; the first failure is raised afterwards.
+        """
+        if action is SafeAction.HOLD:
+            await self.stop_perfusion()
+            return
+        errors: list[FlexctlError] = []
+        before: Program | None = None
+        try:
+            before = await self.program()
+        except FlexctlError as exc:
+            errors.append(exc)
+        for name in ("stop_perfusion", "stop_rocking"):
+            try:
+                await self.command(name)
+            except FlexctlError as exc:
+                errors.append(exc)
+        if before is not None and before.state is ProgramState.RUNNING:
+            self._ended = Program(
+                ProgramState.ABORTED, before.step_name, before.step_number, before.runtime_s
+            )
+        if errors:
+            first = errors[0]
+            for other in errors[1:]:
+                first.add_note(f"also failed: {type(other).__name__}: {other}")
+            raise first
+
+    def describe(self) -> dict[str, Any]:
+        """Signals, commands and what hold and abort do to this device."""
+        description = super().describe()
+        description["safe_state"] = dict(SAFE_STATE)
+        description["program_steps"] = [
+            {"number": number, "name": name}
+            for number, name in (STEP_BATCH, STEP_PERFUSION, STEP_HARVEST)
+        ]
+        return description
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _results(self, name: str, count: int, *args: Value) -> list[float]:
+        results = await self.command(name, *args)
+        if len(results) != count:
+            raise ProtocolError(self.name, f"{name}: {len(results)} result(s), expected {count}")
+        return [_float(r) for r in results]
+
+
+def _float(value: Value) -> float:
+    return float(value)
+
+
+def _alarms(value: Value) -> tuple[str, ...]:
+    return tuple(a for a in str(value).split(",") if a)
+
+
+def _finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OutOfRangeError(f"{name}: expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise OutOfRangeError(f"{name}: {number} is not a finite number")
+    return number
+
+
+def _check_range(name: str, value: float, limits: tuple[float, float], unit: str) -> float:
+    number = _finite(name, value)
+    low, high = limits
+    if not low <= number <= high:
+        raise OutOfRangeError(
+            f"{name}: {number:g} {unit} is outside the limits [{low:g}, {high:g}] {unit}"
+        )
+    return number
