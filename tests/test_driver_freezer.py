@@ -47,10 +47,6 @@ ALL_KINDS = pytest.mark.parametrize("kind", KINDS)
 CHECKED = {n for n, seg in enumerate(STANDARD_BAG, start=1) if seg.controlled}
 # Known limitation (see the report): a serial ``{value:s}`` field carries no spaces, and the
 # twin names a custom profile's steps "segment N", so it answers ERR 5 for that step_name.
-SERIAL_SPACE_BUG = (
-    "serial template {value:s} cannot carry text with spaces: the twin answers ERR 5 "
-    "for step_name 'segment N' (flexctl/transports/serial_template.py _format_value)"
-)
 
 
 @asynccontextmanager
@@ -408,13 +404,7 @@ async def test_idle_text_signals_read_empty(kind: str, vclock: VirtualClock) -> 
 
 
 @ALL_KINDS
-async def test_custom_profile_step_name(
-    kind: str, vclock: VirtualClock, request: pytest.FixtureRequest
-) -> None:
-    if kind == "serial":
-        request.applymarker(
-            pytest.mark.xfail(raises=ProtocolError, strict=True, reason=SERIAL_SPACE_BUG)
-        )
+async def test_custom_profile_step_name(kind: str, vclock: VirtualClock) -> None:
     async with freezer_on(kind, vclock) as (freezer, _, _):
         await freezer.define_profile([Segment(0.0, 4.0, 5.0)])
         await freezer.start()

@@ -190,7 +190,7 @@ async def test_refusals_from_the_model(vclock: VirtualClock, tmp_path: Path) -> 
         assert caught.value.code == 3
         assert t.state is ConnectionState.CONNECTED
         with pytest.raises(OutOfRangeError):
-            await t.write(t.signal("label"), "two words")  # not sendable: refused locally
+            await t.write(t.signal("label"), "caf\u00e9")  # not ASCII: refused locally
         with pytest.raises(OutOfRangeError):
             await t.write(t.signal("level"), 40000)  # int16 refuses it before the wire
         with pytest.raises(OutOfRangeError, match="max_line"):

@@ -158,7 +158,7 @@ def test_default_type_types_an_untyped_field() -> None:
 @pytest.mark.parametrize(
     ("text", "value"),
     [
-        ("S {v:s}", "two words"),
+        ("S {v:s};", "two words"),
         ("S {v:s}", "caf\u00e9"),
         ("S {v:s}", 3),
         ("F {v:f}", math.nan),
@@ -212,3 +212,12 @@ def test_empty_text_round_trips() -> None:
     line = template.format({"value": ""})
     assert line == "ALM "
     assert template.parse(line) == {"value": ""}
+
+
+def test_text_at_the_end_takes_the_rest_of_the_line() -> None:
+    template = Template("STEP {value:s}")
+    assert template.format({"value": "segment 3"}) == "STEP segment 3"
+    assert template.parse("STEP segment 3") == {"value": "segment 3"}
+    inner = Template("ID {name:s} {version:d}")
+    with pytest.raises(OutOfRangeError):
+        inner.format({"name": "two words", "version": 1})

@@ -163,7 +163,11 @@ class Transport(ABC):
 
     @property
     def source(self) -> str:
-        """Where the data comes from, as ophyd-async backends report it."""
+        """Where the data comes from, as ophyd-async backends report it.
+
+        This, never ``endpoint``, goes into logs and errors: a subclass whose
+        endpoint can carry credentials returns it with the password masked.
+        """
         return self.endpoint
 
     @abstractmethod
@@ -228,7 +232,7 @@ class Transport(ABC):
         except FlexctlError as exc:
             self._set_state(ConnectionState.DISCONNECTED)
             raise NotConnectedError(
-                self.device, f"cannot connect to {self.endpoint}", causes={"connect": exc}
+                self.device, f"cannot connect to {self.source}", causes={"connect": exc}
             ) from exc
         self._set_state(ConnectionState.CONNECTED)
 
@@ -331,14 +335,14 @@ class Transport(ABC):
         except TimeoutError as exc:
             await self._close()
             raise CommunicationTimeout(
-                self.device, f"connect to {self.endpoint}", self.options.connect_timeout
+                self.device, f"connect to {self.source}", self.options.connect_timeout
             ) from exc
         except FlexctlError:
             await self._close()
             raise
         except OSError as exc:
             await self._close()
-            raise NotConnectedError(self.device, f"connect to {self.endpoint}: {exc}") from exc
+            raise NotConnectedError(self.device, f"connect to {self.source}: {exc}") from exc
 
     def _link_lost(self, error: BaseException) -> None:
         """Start reconnecting in the background; later requests fail fast until it is back."""
@@ -346,7 +350,7 @@ class Transport(ABC):
         if self._closing or self._state is not ConnectionState.CONNECTED:
             return
         self._set_state(ConnectionState.RECONNECTING)
-        log.warning("link lost", device=self.device, endpoint=self.endpoint, error=str(error))
+        log.warning("link lost", device=self.device, source=self.source, error=str(error))
         self._reconnect_task = asyncio.get_running_loop().create_task(
             self._reconnect(), name=f"flexctl-reconnect-{self.device}"
         )

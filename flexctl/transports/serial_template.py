@@ -9,7 +9,9 @@ A template is literal text with named fields, ``"TS {value:f}"``,
 - ``d``: an integer (``-123``).
 - ``b``: a bool sent as ``0``/``1``.
 - ``s``: printable ASCII text without spaces, possibly empty (a device with no
-  alarm answers ``"ALM "``, and ``"ALM {value:s}"`` reads it as ``""``).
+  alarm answers ``"ALM "``, and ``"ALM {value:s}"`` reads it as ``""``). A
+  text field that ends the template takes the rest of the line, spaces
+  included (``"STEP {value:s}"`` carries ``"segment 3"``).
 - no type (``{value}``): the template's default type (a signal's type), or,
   where there is none (command templates), taken from the value when sending
   and read as int, else float, else text when receiving.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flexctl.errors import OutOfRangeError, ProtocolError
 from flexctl.profile import Value
@@ -38,6 +40,7 @@ FIELD_TYPES = ("f", "d", "b", "s")
 _FLOAT = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _INT = r"[-+]?\d+"
 _PATTERNS = {"f": _FLOAT, "d": _INT, "b": "[01]", "s": "[!-~]*", "": "[!-~]+"}
+_REST = "[ -~]*"  # printable ASCII with spaces, for a text field that ends the template
 _INT_RE = re.compile(_INT)
 _FLOAT_RE = re.compile(_FLOAT)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -65,6 +68,7 @@ class Field:
     name: str
     type: str
     precision: int | None = None
+    rest: bool = False  # a text field that ends the template: spaces allowed
 
 
 class Template:
@@ -81,49 +85,14 @@ class Template:
         if bad is not None:
             raise TemplateError(f"template {text!r}: {bad!r} is not printable ASCII")
         self.text = text
-        parts: list[str | Field] = []
-        fields: list[Field] = []
-        literal: list[str] = []
-        i = 0
-        while i < len(text):
-            char = text[i]
-            if text.startswith("{{", i) or text.startswith("}}", i):
-                literal.append(char)
-                i += 2
-                continue
-            if char == "}":
-                raise TemplateError(f"template {text!r}: single '}}' at {i} (write '}}}}')")
-            if char != "{":
-                literal.append(char)
-                i += 1
-                continue
-            end = text.find("}", i)
-            if end < 0:
-                raise TemplateError(f"template {text!r}: '{{' at {i} is never closed")
-            body = text[i + 1 : end]
-            if "{" in body:
-                raise TemplateError(f"template {text!r}: '{{' inside a field at {i}")
-            field = _parse_field(text, body, default_type)
-            if any(f.name == field.name for f in fields):
-                raise TemplateError(f"template {text!r}: field {field.name!r} appears twice")
-            if literal:
-                parts.append("".join(literal))
-                literal = []
-            elif parts and isinstance(parts[-1], Field):
-                raise TemplateError(
-                    f"template {text!r}: fields {parts[-1].name!r} and {field.name!r} "
-                    "need literal text between them"
-                )
-            parts.append(field)
-            fields.append(field)
-            i = end + 1
-        if literal:
-            parts.append("".join(literal))
+        parts = _split(text, default_type)
+        fields = [p for p in parts if isinstance(p, Field)]
         self._parts: tuple[str | Field, ...] = tuple(parts)
         self.fields: tuple[Field, ...] = tuple(fields)
         self.names: tuple[str, ...] = tuple(f.name for f in fields)
         pattern = "".join(
-            re.escape(p) if isinstance(p, str) else f"({_PATTERNS[p.type]})" for p in parts
+            re.escape(p) if isinstance(p, str) else f"({_REST if p.rest else _PATTERNS[p.type]})"
+            for p in parts
         )
         self._regex = re.compile(pattern)
         self._converters: tuple[Callable[[str], Value], ...] = tuple(
@@ -196,6 +165,51 @@ class Template:
             except ValueError:  # an overflowing float, an int too long to convert
                 return None
         return result
+
+
+def _split(text: str, default_type: str) -> list[str | Field]:
+    """Literal runs and fields of a template, in order; TemplateError if ill-formed."""
+    parts: list[str | Field] = []
+    fields: list[Field] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if text.startswith("{{", i) or text.startswith("}}", i):
+            literal.append(char)
+            i += 2
+            continue
+        if char == "}":
+            raise TemplateError(f"template {text!r}: single '}}' at {i} (write '}}}}')")
+        if char != "{":
+            literal.append(char)
+            i += 1
+            continue
+        end = text.find("}", i)
+        if end < 0:
+            raise TemplateError(f"template {text!r}: '{{' at {i} is never closed")
+        body = text[i + 1 : end]
+        if "{" in body:
+            raise TemplateError(f"template {text!r}: '{{' inside a field at {i}")
+        field = _parse_field(text, body, default_type)
+        if any(f.name == field.name for f in fields):
+            raise TemplateError(f"template {text!r}: field {field.name!r} appears twice")
+        if literal:
+            parts.append("".join(literal))
+            literal = []
+        elif parts and isinstance(parts[-1], Field):
+            raise TemplateError(
+                f"template {text!r}: fields {parts[-1].name!r} and {field.name!r} "
+                "need literal text between them"
+            )
+        parts.append(field)
+        fields.append(field)
+        i = end + 1
+    if literal:
+        parts.append("".join(literal))
+    elif parts and isinstance(parts[-1], Field) and parts[-1].type == "s":
+        parts[-1] = replace(parts[-1], rest=True)
+    return parts
 
 
 def _parse_field(text: str, body: str, default_type: str) -> Field:
@@ -291,10 +305,12 @@ def _format_value(field: Field, value: Value) -> str:
         if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
             return "1" if value else "0"
     elif kind == "s" and isinstance(value, str):
-        if all("!" <= c <= "~" for c in value):
+        low = " " if field.rest else "!"
+        if all(low <= c <= "~" for c in value):
             return value
+        spaces = "" if field.rest else ", no spaces"
         raise OutOfRangeError(
-            f"field {field.name}: {value!r} is not sendable text (printable ASCII, no spaces)"
+            f"field {field.name}: {value!r} is not sendable text (printable ASCII{spaces})"
         )
     raise OutOfRangeError(f"field {field.name}: expected a {_KIND_NAMES[kind]}, got {value!r}")
 
