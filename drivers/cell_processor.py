@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from drivers.base import Driver, ProgramState, SafeAction
-from flexctl.errors import FlexctlError, OutOfRangeError, ProtocolError
+from flexctl.errors import OutOfRangeError, ProgramAborted, ProtocolError
 from flexctl.profile import Value
 
 # The device envelope of start_program's arguments (domain.md 1.2). They are not
@@ -69,16 +69,6 @@ class ProcessProgram(StrEnum):
     VOLUME_REDUCTION = "volume_reduction"
     CULTURE_HARVEST = "culture_harvest"
     FORMULATION = "formulation"
-
-
-class ProgramAborted(FlexctlError):
-    """A program ended Aborted (by an abort or the device) instead of Complete."""
-
-    def __init__(self, device: str, program: str, step: str) -> None:
-        self.device = device
-        self.program = program
-        self.step = step
-        super().__init__(f"{device}: program {program} aborted in step {step or '-'}")
 
 
 @dataclass(frozen=True)

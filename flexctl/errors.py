@@ -96,6 +96,16 @@ class ConditionTimeout(FlexctlError, TimeoutError):
         super().__init__(f"{device}: {what} not reached within {timeout:g} s of process time")
 
 
+class ProgramAborted(FlexctlError):
+    """A device program ended Aborted (by an abort or the device) instead of Complete."""
+
+    def __init__(self, device: str, program: str, step: str) -> None:
+        self.device = device
+        self.program = program
+        self.step = step
+        super().__init__(f"{device}: program {program} aborted in step {step or '-'}")
+
+
 class InterlockTripped(FlexctlError):
     """An interlock condition holds the batch."""
 

@@ -14,12 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from drivers.base import DeviceStatus, ProgramState, SafeAction
-from drivers.cell_processor import (
-    CellProcessor,
-    ProcessProgram,
-    ProcessResult,
-    ProgramAborted,
-)
+from drivers.cell_processor import CellProcessor, ProcessProgram, ProcessResult
 from flexctl.clock import VirtualClock
 from flexctl.errors import (
     CommunicationTimeout,
@@ -28,6 +23,7 @@ from flexctl.errors import (
     DeviceBusyError,
     NotConnectedError,
     OutOfRangeError,
+    ProgramAborted,
     ProtocolError,
 )
 from flexctl.profile import Value
