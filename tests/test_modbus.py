@@ -1,0 +1,656 @@
+"""Modbus TCP and RTU against their twins: addresses pinned on the wire, batching,
+exception codes, the shared RTU bus, profile checks with file:line."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
+
+from flexctl.clock import VirtualClock
+from flexctl.errors import (
+    CommunicationTimeout,
+    ConfigurationError,
+    DeviceBusyError,
+    NotConnectedError,
+    ProtocolError,
+)
+from flexctl.profile import Profile, load_profile
+from flexctl.resources import shipped_profile
+from flexctl.transports.base import ConnectionState, Transport, TransportOptions
+from flexctl.transports.modbus import (
+    ModbusRtuTransport,
+    ModbusTcpTransport,
+    SerialSettings,
+    parse_rtu_endpoint,
+    parse_tcp_endpoint,
+)
+from flexctl.transports.registry import check_profile, create_transport
+from simulators.models.demo import CHANNELS, DemoModel
+from simulators.servers.modbus_server import (
+    ModbusRtuTwinServer,
+    ModbusTcpTwinServer,
+    RequestRecord,
+)
+from simulators.servers.null_modem import NullModem
+
+OPTIONS = TransportOptions(timeout=0.5, connect_timeout=2.0, backoff_initial=0.2, backoff_max=2.0)
+KINDS = ("modbus-tcp", "modbus-rtu")
+CHANNEL_NAMES = [f"ch{i:02d}" for i in range(CHANNELS)]
+
+
+def demo_profile() -> Profile:
+    return shipped_profile("demo.modbus")
+
+
+@asynccontextmanager
+async def twin(
+    kind: str, model: DemoModel, profile: Profile
+) -> AsyncIterator[ModbusTcpTwinServer | ModbusRtuTwinServer]:
+    """A started twin server of ``kind`` (with its null modem for RTU)."""
+    if kind == "modbus-tcp":
+        async with ModbusTcpTwinServer(model, profile) as server:
+            yield server
+        return
+    async with NullModem() as link, ModbusRtuTwinServer(model, profile, link=link) as rtu:
+        yield rtu
+
+
+@asynccontextmanager
+async def connected(
+    server: ModbusTcpTwinServer | ModbusRtuTwinServer,
+    profile: Profile,
+    clock: VirtualClock,
+    *,
+    endpoint: str | None = None,
+    options: TransportOptions = OPTIONS,
+) -> AsyncIterator[Transport]:
+    transport = create_transport(profile, endpoint or server.endpoint, clock=clock, options=options)
+    try:
+        await transport.connect()
+        yield transport
+    finally:
+        await transport.close()
+
+
+@asynccontextmanager
+async def bare_client(
+    server: ModbusTcpTwinServer | ModbusRtuTwinServer,
+) -> AsyncIterator[ModbusBaseClient]:
+    """A plain pymodbus client on the same twin, to see the registers as they are."""
+    client: ModbusBaseClient
+    if isinstance(server, ModbusTcpTwinServer):
+        client = AsyncModbusTcpClient(
+            server.host, port=server.port, retries=0, reconnect_delay=0, timeout=2.0
+        )
+    else:
+        client = AsyncModbusSerialClient(
+            server.link.b_path, baudrate=server.baudrate, retries=0, reconnect_delay=0, timeout=2.0
+        )
+    assert await client.connect()
+    try:
+        await asyncio.sleep(0)  # the serial transport registers its reader on the next turn
+        yield client
+    finally:
+        client.close()
+
+
+def f32(value: float, *, word_order: str = "big") -> list[int]:
+    """A float32 as two registers, computed here without the codec under test."""
+    high, low = struct.unpack(">HH", struct.pack(">f", value))
+    return [high, low] if word_order == "big" else [low, high]
+
+
+async def raw_registers(
+    client: ModbusBaseClient, table: str, address: int, count: int
+) -> list[int]:
+    if table == "holding":
+        reply = await client.read_holding_registers(address, count=count, device_id=1)
+    else:
+        reply = await client.read_input_registers(address, count=count, device_id=1)
+    assert not reply.isError(), reply
+    return list(reply.registers)
+
+
+# -- addresses pinned on the wire -----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_every_profile_address_is_pinned_on_the_wire(kind: str, vclock: VirtualClock) -> None:
+    """Write and call through flexctl, then read the raw registers with a bare client.
+
+    The expected registers are computed by hand (struct, not the codec), at the
+    0-based addresses the profile names: an off-by-one datastore fails here.
+    """
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin(kind, model, profile) as server:
+        async with connected(server, profile, vclock) as t:
+            await t.write(t.signal("temperature_sp"), 37.5)
+            await t.write(t.signal("label"), "bag-0042")
+            await t.write(t.signal("level"), -123)
+            assert await t.call(t.command("start"), [12.5]) == [1]
+            through_flexctl = await t.read([t.signal(n) for n in profile.signals])
+        # the transport is closed: a bare client may take the port (RTU) now
+        async with bare_client(server) as bare:
+            assert await raw_registers(bare, "holding", 0, 2) == [0x4216, 0x0000]
+            assert await raw_registers(bare, "holding", 2, 8) == [
+                0x6261,  # "ba"
+                0x672D,  # "g-"
+                0x3030,  # "00"
+                0x3432,  # "42"
+                0,
+                0,
+                0,
+                0,
+            ]
+            assert await raw_registers(bare, "holding", 10, 1) == [0xFFFF - 122]  # -123
+            assert await raw_registers(bare, "holding", 20, 3) == [
+                *f32(12.5, word_order="little"),
+                1,
+            ]
+            mode_rate_cycles = await raw_registers(bare, "input", 2, 5)
+            assert mode_rate_cycles == [1, *f32(12.5, word_order="little"), 0x0100, 0x0000]
+            assert await raw_registers(bare, "input", 60, 2) == [0x0000, 0x0001]
+            temperature = await raw_registers(bare, "input", 0, 2)  # little word order
+            value = struct.unpack(">f", struct.pack(">HH", temperature[1], temperature[0]))[0]
+            assert value == pytest.approx(20.0, abs=0.1)
+            channels = await raw_registers(bare, "input", 10, 2 * CHANNELS)
+            for i in range(CHANNELS):
+                expected = round(10.0 * i + math.sin(vclock.now() / 600.0 + i), 3)
+                assert channels[2 * i : 2 * i + 2] == f32(expected), f"ch{i:02d}"
+            running = await bare.read_discrete_inputs(0, count=1, device_id=1)
+            assert running.bits[0] is True
+            # neighbours the profile does not name are not served: no silent shift
+            for table, address in (("holding", 11), ("holding", 19), ("input", 7), ("input", 50)):
+                if table == "holding":
+                    reply = await bare.read_holding_registers(address, count=1, device_id=1)
+                else:
+                    reply = await bare.read_input_registers(address, count=1, device_id=1)
+                assert reply.isError() and reply.exception_code == 2, (table, address)
+    by_name = dict(zip(profile.signals, through_flexctl, strict=True))
+    assert by_name["temperature_sp"] == 37.5
+    assert by_name["label"] == "bag-0042"
+    assert by_name["level"] == -123
+    assert by_name["rate"] == 12.5
+    assert by_name["cycles"] == 1
+    assert by_name["mode"] == "running"
+    assert by_name["running"] is True
+
+
+async def test_a_write_by_a_bare_client_is_what_flexctl_reads(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with (
+        twin("modbus-tcp", model, profile) as server,
+        bare_client(server) as bare,
+        connected(server, profile, vclock) as t,
+    ):
+        reply = await bare.write_registers(0, f32(41.25), device_id=1)
+        assert not reply.isError()
+        assert model.read("temperature_sp") == 41.25
+        assert await t.read_one(t.signal("temperature_sp")) == 41.25
+        refused = await bare.write_registers(0, f32(51.0), device_id=1)  # model limit 50
+        assert refused.isError() and refused.exception_code == 3
+        read_only = await bare.write_registers(60, [0, 7], device_id=1)  # a result
+        assert read_only.isError() and read_only.exception_code == 2
+
+
+# -- batching on the wire ---------------------------------------------------------
+
+
+def _reads(server: ModbusTcpTwinServer | ModbusRtuTwinServer) -> list[RequestRecord]:
+    return [r for r in server.requests if r.function_code in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_twenty_signal_batch_is_one_request(kind: str, vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin(kind, model, profile) as server, connected(server, profile, vclock) as t:
+        server.requests.clear()
+        values = await t.read([t.signal(n) for n in reversed(CHANNEL_NAMES)])
+        assert values == pytest.approx([model.read(n) for n in reversed(CHANNEL_NAMES)], abs=1e-3)
+        assert server.requests == type(server.requests)([RequestRecord(1, 4, 10, 40)])
+
+        server.requests.clear()
+        mixed = ["running", "mode", "label", "level", "cycles", "temperature_sp"]
+        assert await t.read([t.signal(n) for n in mixed]) == [False, "idle", "demo", -5, 0, 20.0]
+        # holding 0..10 is contiguous; input 2 and 5-6 are not (rate sits between)
+        assert sorted((r.function_code, r.address, r.count) for r in _reads(server)) == [
+            (2, 0, 1),
+            (3, 0, 11),
+            (4, 2, 1),
+            (4, 5, 2),
+        ]
+
+
+async def test_a_command_is_one_write_then_one_read(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with (
+        twin("modbus-tcp", model, profile) as server,
+        connected(server, profile, vclock) as t,
+    ):
+        server.requests.clear()
+        assert await t.call(t.command("start"), [12.5]) == [1]
+        assert list(server.requests) == [RequestRecord(1, 16, 20, 3), RequestRecord(1, 4, 60, 2)]
+        server.requests.clear()
+        assert await t.call(t.command("stop")) == [1]
+        assert list(server.requests) == [RequestRecord(1, 6, 22, 1), RequestRecord(1, 4, 60, 2)]
+
+
+async def test_max_gap_bridges_only_when_the_profile_says_so(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    model = DemoModel(vclock)
+    served = demo_profile()
+    async with twin("modbus-tcp", model, served) as server:
+        for max_gap, expected in ((1, [(4, 2, 1), (4, 5, 2)]), (2, [(4, 2, 5)])):
+            path = tmp_path / f"gap{max_gap}.yaml"
+            path.write_text(
+                "device: demo\ntransport: modbus\n"
+                f"max_gap: {max_gap}\n"
+                "signals:\n"
+                "  mode: {table: input, address: 2, type: uint16, enum: [idle, running, error]}\n"
+                "  cycles: {table: input, address: 5, type: uint32, word_order: little,"
+                " byte_order: little}\n"
+            )
+            profile = load_profile(path)
+            async with connected(server, profile, vclock) as t:
+                server.requests.clear()
+                assert await t.read([t.signal("mode"), t.signal("cycles")]) == ["idle", 0]
+                assert [(r.function_code, r.address, r.count) for r in server.requests] == expected
+
+
+async def test_scaled_integer_travels_as_its_raw_register(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "scaled.yaml"
+    path.write_text(
+        "device: demo\ntransport: modbus\nsignals:\n"
+        "  temperature_sp: {table: holding, address: 7, type: float64, raw: int16,"
+        " scale: 0.1, offset: -10, writable: true}\n"
+    )
+    profile = load_profile(path)
+    model = DemoModel(vclock)
+    async with (
+        twin("modbus-tcp", model, profile) as server,
+        connected(server, profile, vclock) as t,
+        bare_client(server) as bare,
+    ):
+        await t.write(t.signal("temperature_sp"), 37.5)
+        assert model.read("temperature_sp") == pytest.approx(37.5)
+        assert await raw_registers(bare, "holding", 7, 1) == [475]  # (37.5 + 10) / 0.1
+        assert await t.read_one(t.signal("temperature_sp")) == pytest.approx(37.5)
+
+
+async def test_coil_triggers_and_bits_on_the_wire(vclock: VirtualClock, tmp_path: Path) -> None:
+    path = tmp_path / "coils.yaml"
+    path.write_text(
+        "device: demo\ntransport: modbus\nsignals:\n"
+        "  running: {table: coil, address: 17, type: bool}\n"
+        "  mode: {table: input, address: 0, type: uint16, enum: [idle, running, error]}\n"
+        "commands:\n"
+        "  start:\n"
+        "    args: [rate]\n"
+        "    write: [{address: 4, type: uint16, scale: 0.5}]\n"
+        "    trigger: {table: coil, address: 3, value: true}\n"
+        "    results: [{table: holding, address: 9, type: uint16}]\n"
+        "  stop: {trigger: {table: coil, address: 5, value: true}}\n"
+    )
+    profile = load_profile(path)
+    model = DemoModel(vclock)
+    async with (
+        twin("modbus-tcp", model, profile) as server,
+        connected(server, profile, vclock) as t,
+        bare_client(server) as bare,
+    ):
+        server.requests.clear()
+        assert await t.call(t.command("start"), [12.5]) == [1]
+        assert [(r.function_code, r.address, r.count) for r in server.requests] == [
+            (6, 4, 1),  # the argument, 12.5 / 0.5 = 25
+            (5, 3, 1),  # then the trigger coil
+            (3, 9, 1),  # then the result
+        ]
+        assert model.read("rate") == 12.5
+        assert await raw_registers(bare, "holding", 4, 1) == [25]
+        assert await t.read([t.signal("running"), t.signal("mode")]) == [True, "running"]
+        coils = await bare.read_coils(3, count=3, device_id=1)
+        assert list(coils.bits[:3]) == [True, False, False]  # 3 as written; 4 unnamed; 5 idle
+        assert await t.call(t.command("stop")) == []
+        assert await t.read_one(t.signal("running")) is False
+        refused = await bare.write_coil(17, True, device_id=1)  # not writable in the profile
+        assert refused.isError() and refused.exception_code == 2
+
+
+async def test_stop_cuts_a_delayed_reply_short_and_starts_again(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin("modbus-tcp", model, profile) as server:
+        assert isinstance(server, ModbusTcpTwinServer)
+        endpoint = server.endpoint
+        async with bare_client(server) as bare:
+            server.faults.delay = 60.0
+            server.heard.clear()
+            reply = asyncio.ensure_future(bare.read_holding_registers(0, count=2, device_id=1))
+            async with asyncio.timeout(5.0):
+                await server.heard.wait()  # the request has reached the twin
+                await server.stop()  # does not wait out the delay
+            reply.cancel()
+            await asyncio.gather(reply, return_exceptions=True)
+        handlers = [
+            task
+            for task in asyncio.all_tasks()
+            if getattr(task.get_coro(), "__qualname__", "").endswith("handle_request")
+        ]
+        assert handlers == []
+        server.faults.clear()
+        await server.start()
+        assert server.endpoint == endpoint
+        async with connected(server, profile, vclock) as t:
+            assert await t.read_one(t.signal("temperature_sp")) == 20.0
+
+
+# -- exception codes ----------------------------------------------------------------
+
+
+async def test_an_address_the_device_lacks_is_code_2(vclock: VirtualClock, tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text(
+        "device: demo\ntransport: modbus\nprobe: level\nsignals:\n"
+        "  level: {table: holding, address: 10, type: int16}\n"
+        "  temperature_sp: {table: holding, address: 11, type: float32}\n"  # not served there
+    )
+    model = DemoModel(vclock)
+    async with (
+        twin("modbus-tcp", model, demo_profile()) as server,
+        connected(server, load_profile(path), vclock) as t,
+    ):
+        with pytest.raises(ProtocolError) as caught:
+            await t.read_one(t.signal("temperature_sp"))
+        assert caught.value.code == 2
+        assert caught.value.status == "ILLEGAL_ADDRESS"
+        assert t.state is ConnectionState.CONNECTED  # a refusal is not a lost link
+        assert await t.read_one(t.signal("level")) == -5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fault_codes_outside_the_standard_reach_the_caller(
+    kind: str, vclock: VirtualClock
+) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin(kind, model, profile) as server, connected(server, profile, vclock) as t:
+        server.faults.error = 0x0C
+        with pytest.raises(ProtocolError) as caught:
+            await t.read([t.signal(n) for n in CHANNEL_NAMES])
+        assert caught.value.code == 0x0C
+        assert caught.value.status is None
+        server.faults.error = 6
+        with pytest.raises(DeviceBusyError):
+            await t.write(t.signal("level"), 3)
+        server.faults.clear()
+        assert model.read("level") == -5  # a refused write changed nothing
+        await t.write(t.signal("level"), 3)
+        assert model.read("level") == 3
+
+
+async def test_a_wrong_unit_id_fails_the_connect(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin("modbus-tcp", model, profile) as server:
+        assert isinstance(server, ModbusTcpTwinServer)
+        transport = create_transport(
+            profile, f"modbus-tcp://127.0.0.1:{server.port}?unit=7", clock=vclock, options=OPTIONS
+        )
+        with pytest.raises(NotConnectedError) as caught:
+            await transport.connect()
+        cause = caught.value.causes["connect"]
+        assert isinstance(cause, ProtocolError)
+        assert cause.code == 0x0B  # gateway: target device failed to respond
+        await transport.close()
+
+
+async def test_a_silent_rtu_unit_times_out(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin("modbus-rtu", model, profile) as server:
+        assert isinstance(server, ModbusRtuTwinServer)
+        endpoint = f"modbus-rtu://{server.link.b_path}?unit=9"
+        transport = create_transport(
+            profile,
+            endpoint,
+            clock=vclock,
+            options=TransportOptions(timeout=0.2, connect_timeout=0.3),
+        )
+        with pytest.raises(NotConnectedError) as caught:
+            await transport.connect()  # the port opens; nobody answers unit 9
+        assert isinstance(caught.value.causes["connect"], CommunicationTimeout)
+        await transport.close()
+
+
+# -- RTU: one bus, one lock, silent intervals, resynchronisation -------------------------
+
+
+async def test_rtu_bus_lock_serialises_two_transports_on_one_port(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin("modbus-rtu", model, profile) as server:
+        async with (
+            connected(server, profile, vclock) as first,
+            connected(server, profile, vclock) as second,
+        ):
+            assert isinstance(first, ModbusRtuTransport)
+            assert isinstance(second, ModbusRtuTransport)
+            assert first.bus is second.bus is not None
+            server.wire.clear()
+            server.requests.clear()
+
+            async def poll(t: Transport, name: str, n: int) -> list[object]:
+                return [await t.read_one(t.signal(name)) for _ in range(n)]
+
+            sp, level, channels = await asyncio.gather(
+                poll(first, "temperature_sp", 15),
+                poll(second, "level", 15),
+                first.read([first.signal(n) for n in CHANNEL_NAMES]),
+            )
+            assert sp == [20.0] * 15
+            assert level == [-5] * 15
+            assert channels == pytest.approx([model.read(n) for n in CHANNEL_NAMES], abs=1e-3)
+            assert len(server.requests) == 31
+
+            # On the wire: request, reply, request, reply ... never two requests in a row,
+            # and each request starts at least t3.5 after the previous reply ended.
+            frames: list[tuple[float, bool]] = []
+            for at, sending, _ in server.wire:
+                if frames and not sending and not frames[-1][1]:
+                    continue  # more bytes of the same incoming frame
+                frames.append((at, sending))
+            assert [s for _, s in frames] == [False, True] * 31
+            gap = first.serial.frame_gap
+            assert gap == pytest.approx(3.5 * 10 / 19200)
+            for (sent, _), (received, _) in zip(frames[1::2], frames[2::2], strict=False):
+                assert received - sent >= gap - 1e-4
+        assert first.bus is None
+
+
+async def test_rtu_port_settings_must_agree_on_a_shared_bus(vclock: VirtualClock) -> None:
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    async with twin("modbus-rtu", model, profile) as server, connected(server, profile, vclock):
+        assert isinstance(server, ModbusRtuTwinServer)
+        other = create_transport(
+            profile, f"modbus-rtu://{server.link.b_path}?baudrate=9600", clock=vclock
+        )
+        with pytest.raises(NotConnectedError) as caught:
+            await other.connect()
+        assert isinstance(caught.value.causes["connect"], ConfigurationError)
+        await other.close()
+
+
+async def test_rtu_link_is_reopened_after_a_timeout(vclock: VirtualClock) -> None:
+    """A reply that arrives after we gave up must not be taken for the next one."""
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    options = TransportOptions(timeout=0.4, read_retries=0, backoff_initial=0.05)
+    async with (
+        twin("modbus-rtu", model, profile) as server,
+        connected(server, profile, vclock, options=options) as t,
+    ):
+        assert isinstance(t, ModbusRtuTransport)
+        bus = t.bus
+        assert bus is not None
+        before = bus.client
+        server.wire.clear()
+        server.faults.delay = 0.45  # the reply comes, but too late
+        with pytest.raises(CommunicationTimeout):
+            await t.read_one(t.signal("level"))
+        server.faults.clear()
+        async with asyncio.timeout(10.0):
+            await t.wait_connected()
+        assert t.bus is bus
+        assert bus.client is not before  # a fresh port, its input flushed
+        # On the wire: our request, its late reply, and only then the next request
+        # (the probe on reconnect): the bus waited for the line to fall silent.
+        frames: list[bool] = []
+        for _, sending, _ in server.wire:
+            if not (frames and not sending and not frames[-1]):
+                frames.append(sending)
+        assert frames[:4] == [False, True, False, True]
+        await t.write(t.signal("level"), 77)
+        assert await t.read([t.signal("level"), t.signal("temperature_sp")]) == [77, 20.0]
+
+
+def test_frame_gap_follows_the_baud_rate() -> None:
+    assert SerialSettings("/dev/x", baudrate=9600).frame_gap == pytest.approx(3.5 * 10 / 9600)
+    assert SerialSettings("/dev/x", baudrate=9600, parity="E").frame_gap == pytest.approx(
+        3.5 * 11 / 9600
+    )
+    assert SerialSettings("/dev/x", baudrate=115200).frame_gap == 0.00175
+
+
+# -- profiles and endpoints ----------------------------------------------------------
+
+
+BAD_PROFILES = [
+    # (text of the signals/commands part, line of the error, words in the message)
+    ("signals:\n  t: {table: input, adress: 0, type: float32}\n", 4, "unknown key 'adress'"),
+    ("signals:\n  t: {table: inputs, address: 0}\n", 4, "table must be one of"),
+    ("signals:\n  t: {table: input}\n", 4, "missing key 'address'"),
+    ("signals:\n  t:\n    table: input\n    address: 70000\n", 6, "address must be"),
+    ("signals:\n  t: {table: input, address: 0, writable: true}\n", 4, "writable table"),
+    ("signals:\n  t: {table: holding, address: 0, type: string}\n", 4, "needs length"),
+    ("signals:\n  t: {table: holding, address: 0, type: int16, length: 2}\n", 4, "strings only"),
+    ("signals:\n  t: {table: coil, address: 0, type: float32}\n", 4, "one bit"),
+    ("signals:\n  t: {table: holding, address: 0, type: int16, scale: 0.1}\n", 4, "integer value"),
+    ("signals:\n  t: {table: holding, address: 0, type: float32, scale: 0}\n", 4, "scale"),
+    ("signals:\n  t: {table: holding, address: 65535, type: float32}\n", 4, "past address"),
+    (
+        "signals:\n  t: {table: holding, address: 0, type: float32, word_order: middle}\n",
+        4,
+        "word_order",
+    ),
+    ("signals:\n  t: {table: input, address: 0, type: int16, raw: float32}\n", 4, "cannot travel"),
+    (
+        "signals: {}\ncommands:\n  go:\n    args: [x]\n    trigger: {address: 1}\n",
+        6,
+        "write entries",
+    ),
+    (
+        "signals: {}\ncommands:\n  go:\n    write: []\n    trigger: {adress: 1}\n",
+        7,
+        "unknown key 'adress'",
+    ),
+    (
+        "signals: {}\ncommands:\n  go:\n    args: [x]\n    write:\n"
+        "      - {table: input, address: 1, type: uint16}\n"
+        "    trigger: {address: 2}\n",
+        8,
+        "writable table",
+    ),
+    ("signals: {}\ncommands:\n  go: {args: []}\n", 5, "needs a trigger"),
+    ("signals: {}\ncommands:\n  go: {trigger: {address: 1, value: -1}}\n", 5, "trigger value"),
+    (
+        "signals: {}\ncommands:\n  go:\n    trigger: {address: 1}\n    results: [{address: 3}]\n",
+        7,
+        "missing key 'type'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "line", "words"), BAD_PROFILES)
+def test_bad_profiles_name_file_and_line(tmp_path: Path, body: str, line: int, words: str) -> None:
+    path = tmp_path / "bad.modbus.yaml"
+    path.write_text("device: demo\ntransport: modbus\n" + body)
+    with pytest.raises(ConfigurationError) as caught:
+        check_profile(load_profile(path))
+    assert caught.value.file == str(path)
+    assert caught.value.line == line, str(caught.value)
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ("probe: nothing\n", "probe must name"),
+        ("max_gap: -1\n", "max_gap must be"),
+        ("framing: {}\n", "unknown key 'framing'"),
+    ],
+)
+def test_bad_profile_settings_name_the_file(tmp_path: Path, extra: str, words: str) -> None:
+    path = tmp_path / "bad.modbus.yaml"
+    path.write_text(
+        "device: demo\ntransport: modbus\n"
+        + extra
+        + "signals:\n  t: {table: input, address: 0, type: uint16}\n"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        check_profile(load_profile(path))
+    assert caught.value.file == str(path)
+    assert caught.value.line == 3
+    assert words in caught.value.message
+
+
+def test_the_shipped_profile_is_valid() -> None:
+    check_profile(demo_profile())
+
+
+def test_endpoints() -> None:
+    assert parse_tcp_endpoint("modbus-tcp://10.0.0.5:1502?unit=3") == ("10.0.0.5", 1502, 3)
+    assert parse_tcp_endpoint("modbus-tcp://plc") == ("plc", 502, 1)
+    settings, unit = parse_rtu_endpoint(
+        "modbus-rtu:///dev/ttyUSB0?unit=2&baudrate=9600&parity=E&stopbits=2&bytesize=7"
+    )
+    assert settings == SerialSettings("/dev/ttyUSB0", 9600, 7, "E", 2)
+    assert unit == 2
+    for bad in (
+        "modbus-tcp://plc?unit=300",
+        "modbus-tcp://plc?slave=1",
+        "modbus-tcp://:502",
+        "modbus-rtu://host/dev/tty",
+        "modbus-rtu:///dev/tty?parity=X",
+        "modbus-rtu:///dev/tty?unit=0",
+        "modbus-rtu:///dev/tty?baudrate=fast",
+    ):
+        with pytest.raises(ConfigurationError):
+            if bad.startswith("modbus-tcp"):
+                parse_tcp_endpoint(bad)
+            else:
+                parse_rtu_endpoint(bad)
+
+
+def test_both_schemes_resolve_to_the_modbus_family() -> None:
+    profile = demo_profile()
+    clock = VirtualClock()
+    tcp = create_transport(profile, "modbus-tcp://127.0.0.1:1502", clock=clock)
+    rtu = create_transport(profile, "modbus-rtu:///dev/null", clock=clock)
+    assert isinstance(tcp, ModbusTcpTransport) and tcp.family == "modbus"
+    assert isinstance(rtu, ModbusRtuTransport) and rtu.family == "modbus"
