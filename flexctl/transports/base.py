@@ -24,6 +24,7 @@ import random
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
@@ -170,6 +171,15 @@ class Transport(ABC):
         """
         return self.endpoint
 
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        """Wait for the right to use a medium shared with other transports (an RS-485 bus).
+
+        Held around each request (and each connect), and NOT counted in the
+        request's timeout: a unit that waits behind a dead neighbour on its bus
+        must not time out itself. Default: nothing shared.
+        """
+        return nullcontext()
+
     @abstractmethod
     async def _open(self) -> None:
         """Open the link; raise NotConnectedError (or a timeout) when it cannot."""
@@ -306,7 +316,7 @@ class Transport(ABC):
                 raise NotConnectedError(self.device, f"{what}: link is {self._state}")
             try:
                 with self.clock.in_flight():
-                    async with asyncio.timeout(self.options.timeout):
+                    async with self._turn(), asyncio.timeout(self.options.timeout):
                         return await operation()
             except TimeoutError as exc:
                 error: FlexctlError = (
@@ -330,7 +340,7 @@ class Transport(ABC):
     async def _attempt_open(self) -> None:
         try:
             with self.clock.in_flight():
-                async with asyncio.timeout(self.options.connect_timeout):
+                async with self._turn(), asyncio.timeout(self.options.connect_timeout):
                     await self._open()
         except TimeoutError as exc:
             await self._close()
