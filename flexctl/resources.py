@@ -7,7 +7,7 @@ pyproject.toml). A user's own files are always given by path.
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from flexctl.errors import ConfigurationError, Where
@@ -23,7 +23,13 @@ def shipped_dir(kind: str) -> Path:
     if checkout.is_dir() and (_CHECKOUT / "pyproject.toml").is_file():
         return checkout
     package = "flexctl.shipped." + ".".join(parts)
-    return Path(str(resources.files(package)))
+    # A data folder has no __init__.py, so it is a namespace package: its spec
+    # names the real folder (resources.files() would give a MultiplexedPath).
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        raise ConfigurationError(Where(package), f"flexctl is installed without its {kind}")
+    return Path(locations[0])
 
 
 def shipped_file(kind: str, name: str) -> Path:
