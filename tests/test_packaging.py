@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +25,34 @@ def test_every_package_in_the_tree_is_listed() -> None:
     assert mapped <= listed
     for package, folder in config["package-dir"].items():
         assert (ROOT / folder).is_dir(), f"{package} maps to missing folder {folder}"
+
+
+def test_the_wheel_carries_and_finds_every_shipped_profile(tmp_path: Path) -> None:
+    """Build the wheel, unpack it, and resolve a profile from it as an installed flexctl would."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("flexctl-*.whl")
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(unpacked)
+    for profile in (ROOT / "config" / "profiles").glob("*.yaml"):
+        assert f"flexctl/shipped/config/profiles/{profile.name}" in names
+    probe = (
+        "from flexctl.resources import shipped_file; print(shipped_file('profiles', 'demo.opcua'))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(unpacked)},
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.strip().startswith(str(unpacked))
