@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -29,8 +30,17 @@ def test_every_package_in_the_tree_is_listed() -> None:
 
 def test_the_wheel_carries_and_finds_every_shipped_profile(tmp_path: Path) -> None:
     """Build the wheel, unpack it, and resolve a profile from it as an installed flexctl would."""
+    # pip builds in the source tree; build from a copy so the checkout stays clean.
+    source = tmp_path / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
+        ),
+    )
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
         check=False,
