@@ -17,11 +17,9 @@ from drivers.base import DeviceStatus, ProgramState, SafeAction
 from drivers.cell_processor import CellProcessor, ProcessProgram, ProcessResult
 from flexctl.clock import VirtualClock
 from flexctl.errors import (
-    CommunicationTimeout,
     ConditionTimeout,
     ConfigurationError,
     DeviceBusyError,
-    NotConnectedError,
     OutOfRangeError,
     ProgramAborted,
     ProtocolError,
@@ -36,9 +34,7 @@ from simulators.models.cell_processor import CellProcessorModel, min_intermediat
 OPTIONS = TransportOptions(timeout=0.5, connect_timeout=2.0, backoff_initial=0.2, backoff_max=2.0)
 # The code each protocol answers a model's refusal with, and the one the error fault returns.
 REFUSED_CODE = {"opcua": 0x803C0000, "modbus-tcp": 3, "modbus-rtu": 3, "serial": 3}
-FAULT_CODE = {"opcua": 0x80020000, "modbus-tcp": 4, "modbus-rtu": 4, "serial": 4}
 # How long (wall) a test may wait for a link to come back; never a sleep.
-RECOVER_S = 15.0
 MIN = 60.0
 # Modbus carries volumes and percentages as float32.
 REL = 1e-6
@@ -403,36 +399,6 @@ async def test_describe_lists_signals_and_commands(kind: str, vclock: VirtualClo
 # -- faults of the servers, seen from the driver ----------------------------------------
 
 
-async def test_stall_is_a_timeout_then_the_link_recovers(kind: str, vclock: VirtualClock) -> None:
-    async with processor(kind, vclock) as (cp, _, pair):
-        pair.server.faults.stall = True
-        with pytest.raises(CommunicationTimeout):
-            await cp.status()
-        with pytest.raises(NotConnectedError):  # fails fast while reconnecting
-            await cp.program()
-        pair.server.faults.clear()
-        async with asyncio.timeout(RECOVER_S):
-            await cp.transport.wait_connected()
-        assert await cp.status() is DeviceStatus.IDLE
-
-
-async def test_error_fault_is_a_protocol_error_with_the_code(
-    kind: str, vclock: VirtualClock
-) -> None:
-    async with processor(kind, vclock) as (cp, model, pair):
-        pair.server.faults.error = FAULT_CODE[kind]
-        with pytest.raises(ProtocolError) as caught:
-            await cp.input_bag()
-        assert caught.value.code == FAULT_CODE[kind]
-        with pytest.raises(ProtocolError) as caught:
-            await cp.load_input(1000.0, 2e9, 95.0)
-        assert caught.value.code == FAULT_CODE[kind]
-        assert model.read("input_loaded") is False
-        pair.server.faults.clear()
-        await cp.load_input(1000.0, 2e9, 95.0)
-        assert (await cp.input_bag()).loaded is True
-
-
 async def test_device_refusal_is_a_protocol_error_with_the_code(
     kind: str, vclock: VirtualClock
 ) -> None:
@@ -447,19 +413,3 @@ async def test_device_refusal_is_a_protocol_error_with_the_code(
         assert cp.transport.state is ConnectionState.CONNECTED
         result = await cp.volume_reduction(50.0, poll=MIN)
         assert result.output_volume_ml == pytest.approx(50.0)
-
-
-async def test_server_stopped_then_back(kind: str, vclock: VirtualClock) -> None:
-    async with processor(kind, vclock) as (cp, _, pair):
-        await pair.server.stop()
-        with pytest.raises((NotConnectedError, CommunicationTimeout)):
-            await cp.status()
-        with pytest.raises((NotConnectedError, CommunicationTimeout)):
-            await cp.safe_state(SafeAction.ABORT)  # an abort that cannot be sent says so
-        await cp.safe_state(SafeAction.HOLD)  # a hold needs nothing from the device
-        await pair.server.start()
-        async with asyncio.timeout(RECOVER_S):
-            await cp.transport.wait_connected()
-        assert await cp.status() is DeviceStatus.IDLE
-        await cp.load_input(1000.0, 1e9, 95.0)
-        assert (await cp.input_bag()).loaded is True
