@@ -33,6 +33,8 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "uint64": (0, 2**64 - 1),
 }
 VALUE_TYPES: tuple[str, ...] = ("bool", *_INT_RANGES, "float32", "float64", "string")
+FLOAT32_MAX = 3.4028234663852886e38
+
 _ALIASES = {"float": "float64", "double": "float64", "int": "int32", "str": "string"}
 
 GENERIC_SIGNAL_KEYS = frozenset(
@@ -150,9 +152,14 @@ def check_value(type_name: str, value: Value, name: str) -> Value:
                 raise OutOfRangeError(f"{name}: {value} does not fit {type_name} [{low}, {high}]")
             return value
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        value = float(value)
-        if math.isnan(value):
-            raise OutOfRangeError(f"{name}: NaN is not a valid setpoint")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise OutOfRangeError(f"{name}: {value} does not fit a float") from None
+        if not math.isfinite(value):
+            raise OutOfRangeError(f"{name}: {value} is not a finite number")
+        if type_name == "float32" and abs(value) > FLOAT32_MAX:
+            raise OutOfRangeError(f"{name}: {value:g} does not fit float32 (max {FLOAT32_MAX:g})")
         return value
     raise OutOfRangeError(f"{name}: expected a {type_name} value, got {value!r}")
 

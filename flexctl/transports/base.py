@@ -136,6 +136,8 @@ class Transport(ABC):
         self._listeners: list[StateListener] = []
         self._connected = asyncio.Event()
         self._reconnect_task: asyncio.Task[None] | None = None
+        # Serialises connect, close and each reconnect attempt: one open at a time.
+        self._link_lock = asyncio.Lock()
         self._closing = False
         self.last_error: BaseException | None = None
         self.reconnects = 0
@@ -232,31 +234,46 @@ class Transport(ABC):
             ) from None
 
     async def connect(self) -> None:
-        """Open the link once; NotConnectedError (with the cause) when that fails."""
-        if self._state is ConnectionState.CONNECTED:
-            return
-        self._closing = False
-        self._set_state(ConnectionState.CONNECTING)
-        try:
-            await self._attempt_open()
-        except FlexctlError as exc:
-            self._set_state(ConnectionState.DISCONNECTED)
-            raise NotConnectedError(
-                self.device, f"cannot connect to {self.source}", causes={"connect": exc}
-            ) from exc
-        self._set_state(ConnectionState.CONNECTED)
+        """Open the link; NotConnectedError (with the cause) when that fails.
+
+        A background reconnect in progress is taken over: it stops, and this
+        call makes the attempt, so two opens of one link never race.
+        """
+        async with self._link_lock:
+            if self._state is ConnectionState.CONNECTED:
+                return
+            await self._stop_reconnecting()
+            if self._state is not ConnectionState.DISCONNECTED:
+                await self._close()  # the lost link the reconnect had not yet closed
+            self._closing = False
+            self._set_state(ConnectionState.CONNECTING)
+            try:
+                await self._attempt_open()
+            except FlexctlError as exc:
+                self._set_state(ConnectionState.DISCONNECTED)
+                raise NotConnectedError(
+                    self.device, f"cannot connect to {self.source}", causes={"connect": exc}
+                ) from exc
+            except BaseException:  # cancelled while connecting
+                self._set_state(ConnectionState.DISCONNECTED)
+                raise
+            self._set_state(ConnectionState.CONNECTED)
 
     async def close(self) -> None:
         """Close the link and stop reconnecting. Safe to call twice."""
         self._closing = True
+        await self._stop_reconnecting()
+        async with self._link_lock:
+            await self._close()
+            self._set_state(ConnectionState.DISCONNECTED)
+
+    async def _stop_reconnecting(self) -> None:
         task, self._reconnect_task = self._reconnect_task, None
         if task is not None and not task.done():
             task.cancel()
             # gather hands back the task's CancelledError instead of raising it,
-            # while a cancellation of close() itself still propagates.
+            # while a cancellation of the caller itself still propagates.
             await asyncio.gather(task, return_exceptions=True)
-        await self._close()
-        self._set_state(ConnectionState.DISCONNECTED)
 
     async def __aenter__(self) -> Transport:
         await self.connect()
@@ -307,22 +324,50 @@ class Transport(ABC):
 
     # -- shared machinery --------------------------------------------------------
 
+    def _request_timeout(self, exchanges: int) -> float:
+        """The wire timeout of one request that makes ``exchanges`` exchanges.
+
+        Protocols that batch (OPC UA, Modbus) answer a batch in one exchange;
+        a line protocol asks one signal at a time and overrides this.
+        """
+        return self.options.timeout
+
+    def _abandoned(self, what: str) -> None:
+        """A request was cancelled after it may have gone out on the wire.
+
+        Its reply may still arrive; a protocol that cannot tell replies apart
+        (a line protocol) must not let the next request take it for its own.
+        Default: replies carry request ids (OPC UA, Modbus TCP), nothing to do.
+        """
+        del what
+
     async def _request(
-        self, what: str, operation: Callable[[], Awaitable[T]], *, retries: int
+        self,
+        what: str,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        retries: int,
+        exchanges: int = 1,
     ) -> T:
+        timeout = self._request_timeout(exchanges)
         attempt = 0
         while True:
             if self._state is not ConnectionState.CONNECTED:
                 raise NotConnectedError(self.device, f"{what}: link is {self._state}")
             try:
                 with self.clock.in_flight():
-                    async with self._turn(), asyncio.timeout(self.options.timeout):
-                        return await operation()
+                    async with self._turn():
+                        try:
+                            async with asyncio.timeout(timeout):
+                                return await operation()
+                        except asyncio.CancelledError:
+                            self._abandoned(what)
+                            raise
             except TimeoutError as exc:
                 error: FlexctlError = (
                     exc
                     if isinstance(exc, CommunicationTimeout)
-                    else CommunicationTimeout(self.device, what, self.options.timeout)
+                    else CommunicationTimeout(self.device, what, timeout)
                 )
                 if attempt < retries:
                     attempt += 1
@@ -338,6 +383,7 @@ class Transport(ABC):
                 raise lost from exc
 
     async def _attempt_open(self) -> None:
+        """One open, under the connect timeout; every failure becomes a flexctl error."""
         try:
             with self.clock.in_flight():
                 async with self._turn(), asyncio.timeout(self.options.connect_timeout):
@@ -350,37 +396,52 @@ class Transport(ABC):
         except FlexctlError:
             await self._close()
             raise
-        except OSError as exc:
+        except Exception as exc:
+            # OSError, or a library refusing an odd port setting (pyserial raises
+            # ValueError for a baud rate the tty cannot do): the link is not up.
             await self._close()
-            raise NotConnectedError(self.device, f"connect to {self.source}: {exc}") from exc
+            raise NotConnectedError(
+                self.device, f"connect to {self.source}: {type(exc).__name__}: {exc}"
+            ) from exc
+        except BaseException:  # cancelled: leave nothing half open
+            await self._close()
+            raise
 
     def _link_lost(self, error: BaseException) -> None:
         """Start reconnecting in the background; later requests fail fast until it is back."""
         self.last_error = error
         if self._closing or self._state is not ConnectionState.CONNECTED:
             return
-        self._set_state(ConnectionState.RECONNECTING)
         log.warning("link lost", device=self.device, source=self.source, error=str(error))
+        # The task exists before anyone hears of the state, so a listener that
+        # fails cannot leave the link RECONNECTING with nobody reconnecting it.
         self._reconnect_task = asyncio.get_running_loop().create_task(
             self._reconnect(), name=f"flexctl-reconnect-{self.device}"
         )
+        self._set_state(ConnectionState.RECONNECTING)
 
     async def _reconnect(self) -> None:
-        await self._close()
+        async with self._link_lock:
+            await self._close()
         attempt = 0
         while not self._closing:
             await self.clock.sleep(self.options.backoff(attempt, self._rng))
-            try:
-                await self._attempt_open()
-            except FlexctlError as exc:
-                self.last_error = exc
-                attempt += 1
-                log.info("reconnect failed", device=self.device, attempt=attempt, error=str(exc))
-                continue
-            self.reconnects += 1
-            self._set_state(ConnectionState.CONNECTED)
-            log.info("reconnected", device=self.device, attempts=attempt + 1)
-            return
+            async with self._link_lock:
+                if self._closing:
+                    return
+                try:
+                    await self._attempt_open()
+                except FlexctlError as exc:
+                    self.last_error = exc
+                    attempt += 1
+                    log.info(
+                        "reconnect failed", device=self.device, attempt=attempt, error=str(exc)
+                    )
+                    continue
+                self.reconnects += 1
+                self._set_state(ConnectionState.CONNECTED)
+                log.info("reconnected", device=self.device, attempts=attempt + 1)
+                return
 
     def _set_state(self, state: ConnectionState) -> None:
         if state is self._state:
@@ -391,4 +452,7 @@ class Transport(ABC):
         else:
             self._connected.clear()
         for listener in list(self._listeners):
-            listener(state)
+            try:
+                listener(state)
+            except Exception:  # a listener's bug must not stop the link's own work
+                log.exception("connection state listener failed", device=self.device)

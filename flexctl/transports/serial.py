@@ -602,7 +602,12 @@ class SerialTransport(Transport):
     # -- requests ----------------------------------------------------------------
 
     async def _request(
-        self, what: str, operation: Callable[[], Awaitable[T]], *, retries: int
+        self,
+        what: str,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        retries: int,
+        exchanges: int = 1,
     ) -> T:
         """The base's request, with a timeout that only met bad frames told as such.
 
@@ -610,7 +615,7 @@ class SerialTransport(Transport):
         reply (the base has already restarted the link).
         """
         try:
-            return await super()._request(what, operation, retries=retries)
+            return await super()._request(what, operation, retries=retries, exchanges=exchanges)
         except CommunicationTimeout as exc:
             if self._garbled is None or self._garbled_task is not asyncio.current_task():
                 raise
