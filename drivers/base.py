@@ -94,6 +94,19 @@ class Driver(ABC):
                 profile.where,
                 f"profile {profile.name} cannot drive a {self.kind}: it lacks {', '.join(missing)}",
             )
+        # The driver turns these signals into its own enums; a profile spelling
+        # them differently would fail at run time, so it fails here instead.
+        for signal, members in (("status", DeviceStatus), ("program_state", ProgramState)):
+            spec = profile.signals.get(signal)
+            if spec is not None and spec.enum is not None:
+                known = {m.value for m in members}
+                unknown = sorted(set(spec.enum) - known)
+                if unknown:
+                    raise ConfigurationError(
+                        spec.where,
+                        f"signal {signal}: enum names {', '.join(unknown)} are not among "
+                        f"{', '.join(sorted(known))}",
+                    )
 
     # -- link ---------------------------------------------------------------------
 
