@@ -34,7 +34,8 @@ from pymodbus.client.base import ModbusBaseClient
 from flexctl.clock import RealClock
 from flexctl.resources import shipped_profile
 from flexctl.transports.base import Transport, TransportOptions
-from flexctl.transports.modbus import ModbusRtuTransport, ModbusTcpTransport
+from flexctl.transports.modbus import ModbusTcpTransport
+from flexctl.transports.modbus_rtu import ModbusRtuTransport
 from simulators.models.demo import CHANNELS, DemoModel
 from simulators.servers.modbus_server import ModbusRtuTwinServer, ModbusTcpTwinServer
 from simulators.servers.null_modem import NullModem

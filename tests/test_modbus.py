@@ -25,13 +25,13 @@ from flexctl.errors import (
 from flexctl.profile import Profile, load_profile
 from flexctl.resources import shipped_profile
 from flexctl.transports.base import ConnectionState, Transport, TransportOptions
-from flexctl.transports.modbus import (
-    ModbusRtuTransport,
-    ModbusTcpTransport,
+from flexctl.transports.modbus import ModbusTcpTransport
+from flexctl.transports.modbus_endpoint import (
     SerialSettings,
     parse_rtu_endpoint,
     parse_tcp_endpoint,
 )
+from flexctl.transports.modbus_rtu import ModbusRtuTransport
 from flexctl.transports.registry import check_profile, create_transport
 from simulators.models.demo import CHANNELS, DemoModel
 from simulators.servers.modbus_server import (

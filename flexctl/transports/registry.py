@@ -17,7 +17,7 @@ from flexctl.transports.base import Transport, TransportOptions
 _SCHEMES: dict[str, tuple[str, str]] = {
     "opc.tcp": ("flexctl.transports.opcua", "OpcUaTransport"),
     "modbus-tcp": ("flexctl.transports.modbus", "ModbusTcpTransport"),
-    "modbus-rtu": ("flexctl.transports.modbus", "ModbusRtuTransport"),
+    "modbus-rtu": ("flexctl.transports.modbus_rtu", "ModbusRtuTransport"),
     "serial": ("flexctl.transports.serial", "SerialTransport"),
 }
 

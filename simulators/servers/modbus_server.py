@@ -43,9 +43,9 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from flexctl.errors import DeviceBusyError, FlexctlError, OutOfRangeError, ProtocolError
 from flexctl.profile import Profile, SignalSpec, Value
-from flexctl.transports.modbus import Field, ModbusCommand, parse_command, parse_signal
 from flexctl.transports.modbus_codec import Codec
 from flexctl.transports.modbus_plan import BIT_TABLES, TABLES
+from flexctl.transports.modbus_profile import Field, ModbusCommand, parse_command, parse_signal
 from simulators.models.base import TwinModel, UnknownTagError
 from simulators.servers.base import TwinServer
 from simulators.servers.null_modem import NullModem, flush_input

@@ -1,0 +1,111 @@
+"""Modbus endpoints: where a device is and, on a serial bus, how the line is set.
+
+::
+
+    modbus-tcp://host:port?unit=1                      (port defaults to 502)
+    modbus-rtu:///dev/ttyUSB0?unit=1&baudrate=19200&parity=N&stopbits=1&bytesize=8
+
+``unit`` (the Modbus unit id) defaults to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+from flexctl.errors import ConfigurationError, Where
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    """One RS-485 bus: the port and its line settings."""
+
+    path: str
+    baudrate: int = 19200
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: int = 1
+
+    @property
+    def frame_gap(self) -> float:
+        """Modbus RTU's silent interval t3.5 (seconds): 3.5 character times, >= 1.75 ms."""
+        bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+        return max(3.5 * bits / self.baudrate, 0.00175)
+
+
+def _query(endpoint: str, allowed: Mapping[str, tuple[str, ...] | None]) -> dict[str, str]:
+    split = urlsplit(endpoint)
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(split.query, keep_blank_values=True):
+        if key not in allowed:
+            raise ConfigurationError(
+                Where(endpoint),
+                f"unknown endpoint parameter {key!r} "
+                f"(expected one of {', '.join(sorted(allowed))})",
+            )
+        options = allowed[key]
+        if options is not None and value not in options:
+            raise ConfigurationError(
+                Where(endpoint), f"endpoint parameter {key} must be one of {', '.join(options)}"
+            )
+        query[key] = value
+    return query
+
+
+def _int_param(
+    endpoint: str, query: Mapping[str, str], key: str, default: int, *, low: int, high: int
+) -> int:
+    text = query.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigurationError(
+            Where(endpoint), f"endpoint parameter {key} must be an integer in [{low}, {high}]"
+        )
+    return value
+
+
+def parse_tcp_endpoint(endpoint: str) -> tuple[str, int, int]:
+    """``modbus-tcp://host:port?unit=N`` as (host, port, unit)."""
+    split = urlsplit(endpoint)
+    query = _query(endpoint, {"unit": None})
+    try:
+        port = split.port or 502
+    except ValueError:
+        raise ConfigurationError(Where(endpoint), "endpoint port must be 1..65535") from None
+    if not split.hostname:
+        raise ConfigurationError(Where(endpoint), "endpoint needs a host: modbus-tcp://host:port")
+    return split.hostname, port, _int_param(endpoint, query, "unit", 1, low=0, high=255)
+
+
+def parse_rtu_endpoint(endpoint: str) -> tuple[SerialSettings, int]:
+    """``modbus-rtu:///dev/tty?unit=N&baudrate=...`` as (serial settings, unit)."""
+    split = urlsplit(endpoint)
+    query = _query(
+        endpoint,
+        {
+            "unit": None,
+            "baudrate": None,
+            "parity": ("N", "E", "O"),
+            "stopbits": ("1", "2"),
+            "bytesize": ("7", "8"),
+        },
+    )
+    if split.netloc or not split.path:
+        raise ConfigurationError(
+            Where(endpoint), "endpoint needs a port path: modbus-rtu:///dev/ttyUSB0"
+        )
+    settings = SerialSettings(
+        path=split.path,
+        baudrate=_int_param(endpoint, query, "baudrate", 19200, low=50, high=4_000_000),
+        bytesize=int(query.get("bytesize", "8")),
+        parity=query.get("parity", "N"),
+        stopbits=int(query.get("stopbits", "1")),
+    )
+    # unit 0 is broadcast on a serial bus: nobody answers it
+    return settings, _int_param(endpoint, query, "unit", 1, low=1, high=247)
