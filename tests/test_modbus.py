@@ -482,6 +482,77 @@ async def test_rtu_bus_lock_serialises_two_transports_on_one_port(vclock: Virtua
         assert first.bus is None
 
 
+async def test_a_dead_unit_does_not_take_its_neighbour_on_the_bus_down(
+    vclock: VirtualClock,
+) -> None:
+    """Waiting for the bus is not part of a request's timeout.
+
+    Unit 1 stops answering, so each of its requests (and each reconnect probe)
+    holds the bus for a full timeout. Unit 2's reads wait behind them longer
+    than unit 2's own timeout, and still succeed without unit 2 losing its link.
+    """
+    profile = demo_profile()
+    dead_model, alive_model = DemoModel(vclock), DemoModel(vclock)
+    alive_model.write("level", 42)  # tells unit 2's values from unit 1's
+    slow = TransportOptions(timeout=0.6, connect_timeout=0.6, read_retries=0, backoff_initial=0.1)
+    quick = TransportOptions(timeout=0.4, connect_timeout=2.0, read_retries=0)
+    loop = asyncio.get_running_loop()
+    async with NullModem() as link:
+        alive = ModbusRtuTwinServer(alive_model, profile, link=link, unit=2)
+        dead = ModbusRtuTwinServer(dead_model, profile, link=link, unit=1, bus=alive)
+        async with (
+            alive,
+            dead,
+            connected(dead, profile, vclock, options=slow) as a,
+            connected(alive, profile, vclock, options=quick) as b,
+        ):
+            assert isinstance(a, ModbusRtuTransport) and isinstance(b, ModbusRtuTransport)
+            assert a.bus is b.bus is not None
+            a_states: list[ConnectionState] = []
+            b_states: list[ConnectionState] = []
+            a.on_state(a_states.append)
+            b.on_state(b_states.append)
+            channels = [b.signal(n) for n in CHANNEL_NAMES]
+
+            dead.faults.stall = True
+            dead.heard.clear()
+            a_read = asyncio.ensure_future(a.read_one(a.signal("level")))
+            try:
+                async with asyncio.timeout(5.0):
+                    await dead.heard.wait()  # unit 1's request is on the wire, holding the bus
+                started = loop.time()
+                level, values = await asyncio.gather(
+                    b.read_one(b.signal("level")), b.read(channels)
+                )
+                assert loop.time() - started > quick.timeout  # waited, not timed out for it
+            finally:
+                a_read.cancel()  # a no-op when it is done (failing the test: not left behind)
+                (a_error,) = await asyncio.gather(a_read, return_exceptions=True)
+            assert isinstance(a_error, CommunicationTimeout)
+            assert level == 42
+            assert values == pytest.approx([alive_model.read(n) for n in CHANNEL_NAMES], abs=1e-3)
+            assert a.state is ConnectionState.RECONNECTING
+
+            # Unit 1's reconnect probes go unanswered too, each holding the bus.
+            for _ in range(2):
+                dead.heard.clear()
+                async with asyncio.timeout(5.0):
+                    await dead.heard.wait()
+                assert await b.read_one(b.signal("level")) == 42
+            assert a.state is ConnectionState.RECONNECTING
+            assert b.state is ConnectionState.CONNECTED and b_states == []
+            assert all(r.unit == 1 for r in dead.requests)
+
+            dead.faults.clear()  # unit 1 is back: its link comes back, unit 2 never noticed
+            async with asyncio.timeout(10.0):
+                await a.wait_connected()
+            assert a_states[0] is ConnectionState.RECONNECTING
+            assert a_states[-1] is ConnectionState.CONNECTED
+            assert await a.read_one(a.signal("level")) == -5
+            assert await b.read_one(b.signal("level")) == 42
+            assert b_states == [] and b.reconnects == 0
+
+
 async def test_rtu_port_settings_must_agree_on_a_shared_bus(vclock: VirtualClock) -> None:
     model = DemoModel(vclock)
     profile = demo_profile()

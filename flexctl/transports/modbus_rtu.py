@@ -3,11 +3,18 @@
 A :class:`RtuBus` per serial port path holds the pymodbus serial client, the
 bus lock and the inter-frame gap; every :class:`ModbusRtuTransport` on that
 path shares it.
+
+A transport holds the bus for a whole request (its ``_turn()``): every frame
+of a batched read, or of a command's writes, trigger and result read, goes out
+with no other unit's frame in between. Waiting for that turn is not part of
+the request's timeout, so a unit stuck behind a dead neighbour (which holds the
+bus for a full timeout per request) does not time out and lose its link itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import ClassVar
 
 import structlog
@@ -35,11 +42,14 @@ class RtuBus:
     """One RS-485 port: a pymodbus client, a lock and the inter-frame gap.
 
     Several units on one bus share it (one transport per unit): the port opens
-    with the first request and closes when the last transport lets go. After a
-    reply went missing or came garbled the bus is *unsettled*: before the next
-    frame the port is closed and reopened (pyserial flushes its input on open)
-    and then must stay silent for a while, so that a late reply to a request we
-    gave up on is thrown away instead of being taken for the next one.
+    with the first request and closes when the last transport lets go. A
+    transport takes :meth:`turn` around a whole request; only the task holding
+    the turn may :meth:`exchange` frames.
+
+    After a reply went missing or came garbled the bus is *unsettled*: before
+    the next frame the port is closed and reopened (pyserial flushes its input
+    on open) and then must stay silent for a while, so that a late reply to a
+    request we gave up on is thrown away instead of being taken for the next one.
     """
 
     def __init__(self, settings: SerialSettings, loop: asyncio.AbstractEventLoop) -> None:
@@ -54,34 +64,40 @@ class RtuBus:
         self._ready = asyncio.Event()
         self._quiet_at = 0.0  # end of the last frame on the wire (loop time)
         self._heard = asyncio.Event()  # bytes arrived
+        self._holder: asyncio.Task[object] | None = None  # the task whose turn it is
+        self._turn = _Turn(self)
 
     def mark_unsettled(self) -> None:
         """A reply went missing or came garbled: resynchronise before the next frame."""
         self.unsettled = True
 
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """The bus to the current task alone, until it lets go (the lock is not reentrant)."""
+        return self._turn
+
     async def exchange(self, transport: ModbusTransport, what: str, send: Send) -> ModbusPDU:
-        """One request and its reply, alone on the bus."""
-        async with self.lock:
-            client = self.client
-            if client is None or self.unsettled or not client.connected:
-                client = await self._reopen(transport)
-            # Modbus RTU needs 3.5 silent character times between frames. This is
-            # wire time, not process time, so it waits on the real loop clock.
-            wait = self._quiet_at + self.gap - self.loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            in_step = False
-            try:
-                response = await transport._send(client, what, send)
-                in_step = True
-            except (ProtocolError, DeviceBusyError):
-                in_step = True  # the device answered: the link is in step
-                raise
-            finally:
-                self._quiet_at = self.loop.time()
-                if not in_step:  # timed out (cancelled), lost, or a reply out of step
-                    self.unsettled = True
-            return response
+        """One request and its reply, by the task whose :meth:`turn` it is."""
+        assert self._holder is asyncio.current_task(), f"{what}: not this task's turn on the bus"
+        client = self.client
+        if client is None or self.unsettled or not client.connected:
+            client = await self._reopen(transport)
+        # Modbus RTU needs 3.5 silent character times between frames. This is
+        # wire time, not process time, so it waits on the real loop clock.
+        wait = self._quiet_at + self.gap - self.loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        in_step = False
+        try:
+            response = await transport._send(client, what, send)
+            in_step = True
+        except (ProtocolError, DeviceBusyError):
+            in_step = True  # the device answered: the link is in step
+            raise
+        finally:
+            self._quiet_at = self.loop.time()
+            if not in_step:  # timed out (cancelled), lost, or a reply out of step
+                self.unsettled = True
+        return response
 
     async def _reopen(self, transport: ModbusTransport) -> AsyncModbusSerialClient:
         await self.close()
@@ -149,6 +165,28 @@ class RtuBus:
             log.warning("modbus serial close failed", port=self.settings.path, error=repr(exc))
 
 
+class _Turn:
+    """What :meth:`RtuBus.turn` returns: the bus lock, noting which task holds it.
+
+    A plain class rather than ``@asynccontextmanager``: it sits on every RTU request.
+    """
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: RtuBus) -> None:
+        self._bus = bus
+
+    async def __aenter__(self) -> None:
+        bus = self._bus
+        await bus.lock.acquire()
+        bus._holder = asyncio.current_task()
+
+    async def __aexit__(self, *exc: object) -> None:
+        bus = self._bus
+        bus._holder = None
+        bus.lock.release()
+
+
 # One bus per serial port path. A bus outlives its users, so a transport that
 # reconnects finds it still unsettled after a timeout; a new event loop (a new
 # test, a new run) starts afresh.
@@ -183,7 +221,7 @@ async def _release_bus(bus: RtuBus) -> None:
 
 
 class ModbusRtuTransport(ModbusTransport):
-    """Modbus RTU on a serial port, shared (with its lock) by every unit on the bus."""
+    """Modbus RTU on a serial port, shared (with its turn) by every unit on the bus."""
 
     schemes: ClassVar[tuple[str, ...]] = ("modbus-rtu",)
 
@@ -205,10 +243,18 @@ class ModbusRtuTransport(ModbusTransport):
         """The serial bus this transport shares, while it is open."""
         return self._bus
 
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        """The bus for a whole request (or connect), waited for outside its timeout."""
+        bus = self._bus
+        if bus is None and not self._closing:
+            # Connecting: join the bus here, so that the probe in _open goes out
+            # under this turn like any request. A request finds the bus gone only
+            # while close() runs; it then fails in _exchange (port closed).
+            bus = self._bus = _acquire_bus(self.serial, Where(self.endpoint))
+        return nullcontext() if bus is None else bus.turn()
+
     async def _open(self) -> None:
-        if self._bus is None:
-            self._bus = _acquire_bus(self.serial, Where(self.endpoint))
-        await self._probe()  # opens the port on first use
+        await self._probe()  # under _turn(); opens the port on first use
 
     async def _close(self) -> None:
         bus, self._bus = self._bus, None

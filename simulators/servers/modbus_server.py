@@ -21,6 +21,9 @@ Faults (``self.faults``, checked on every request): ``stall`` drops requests
 unanswered; ``delay`` answers that many wall seconds late; ``corrupt`` damages
 the next N reply frames (the MBAP transaction id on TCP, the CRC on RTU);
 ``error`` answers every request with that exception code.
+
+Several RTU twins can share one bus (``bus=`` the twin that opens the port):
+each answers its own unit from its own model, with its own faults.
 """
 
 from __future__ import annotations
@@ -456,20 +459,29 @@ class _ModbusTwin(TwinServer):
     # -- traces and faults -----------------------------------------------------
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
+        twin = self._twin_for(pdu.dev_id)
         if sending:
-            if self.faults.error is not None and pdu.isError():
-                pdu.exception_code = self.faults.error  # any code, even outside ExcCodes
+            if twin is not None and twin.faults.error is not None and pdu.isError():
+                pdu.exception_code = twin.faults.error  # any code, even outside ExcCodes
             return pdu
         count = pdu.count or len(pdu.registers) or len(pdu.bits) or 1
-        self.requests.append(RequestRecord(pdu.dev_id, pdu.function_code, pdu.address, count))
+        record = RequestRecord(pdu.dev_id, pdu.function_code, pdu.address, count)
+        self.requests.append(record)
         self.heard.set()
-        if self.faults.stall or not self._answers(pdu.dev_id):
+        if twin is not None and twin is not self:  # a twin sharing this bus: its own log too
+            twin.requests.append(record)
+            twin.heard.set()
+        if twin is None or twin.faults.stall:
             return None  # pymodbus drops a request whose trace returns nothing
         return pdu
 
-    def _answers(self, unit: int) -> bool:
-        """Whether this twin answers a request for ``unit`` at all."""
-        return True
+    def _twin_for(self, unit: int) -> _ModbusTwin | None:
+        """The twin that answers a request for ``unit`` here; None: nobody does."""
+        return self
+
+    def _twins(self) -> tuple[_ModbusTwin, ...]:
+        """Every twin this server answers for (more than one on a shared RTU bus)."""
+        return (self,)
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         self.wire.append((time.monotonic(), sending, len(data)))
@@ -492,7 +504,8 @@ class _ModbusTwin(TwinServer):
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping.set()
+        for twin in self._twins():
+            twin._stopping.set()
         await server.shutdown()  # type: ignore[no-untyped-call]
         # pymodbus runs each request in a task of its own: let them finish
         # (delays are cut short above) so stop() leaves nothing behind.
@@ -591,7 +604,15 @@ class ModbusTcpTwinServer(_ModbusTwin):
 
 
 class ModbusRtuTwinServer(_ModbusTwin):
-    """A twin on Modbus RTU, serving ``link.a_path``; the driver opens ``link.b_path``."""
+    """A twin on Modbus RTU, serving ``link.a_path``; the driver opens ``link.b_path``.
+
+    Units share a bus: a twin made with ``bus=first`` (the same link, before
+    ``first`` starts) opens no port of its own; ``first`` answers its unit too,
+    from this twin's model and with its ``stall``, ``delay`` and ``error``
+    faults, and logs its requests in this twin's ``requests`` as well as its
+    own. The wire log and ``corrupt`` belong to the link, so to ``first``;
+    ``start``/``stop`` of a twin that joined a bus do nothing.
+    """
 
     def __init__(
         self,
@@ -601,21 +622,33 @@ class ModbusRtuTwinServer(_ModbusTwin):
         link: NullModem,
         unit: int = 1,
         baudrate: int = 19200,
+        bus: ModbusRtuTwinServer | None = None,
     ) -> None:
         super().__init__(model, profile, unit=unit)
         self.link = link
         self.baudrate = baudrate
+        self._host = bus
+        self._guests: dict[int, ModbusRtuTwinServer] = {}
+        if bus is not None:
+            if bus._host is not None or bus.link is not link or bus.baudrate != baudrate:
+                raise ValueError("join the twin that opens this link, at the same baud rate")
+            if bus._server is not None:
+                raise ValueError("make every twin on a bus before the first one starts")
+            if unit == bus.unit or unit in bus._guests:
+                raise ValueError(f"unit {unit} is already on this bus")
+            bus._guests[unit] = self
 
     @property
     def endpoint(self) -> str:
         return f"modbus-rtu://{self.link.b_path}?unit={self.unit}&baudrate={self.baudrate}"
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._server is not None or self._host is not None:
             return
-        self._stopping = asyncio.Event()
+        for twin in self._twins():
+            twin._stopping = asyncio.Event()
         server = ModbusSerialServer(
-            [self._device(self.unit)],
+            [twin._device(twin.unit) for twin in self._twins()],
             framer=FramerType.RTU,
             port=self.link.a_path,
             baudrate=self.baudrate,
@@ -638,13 +671,21 @@ class ModbusRtuTwinServer(_ModbusTwin):
 
     async def drop_connections(self) -> None:
         """Close and reopen the tty, discarding any partial frame."""
+        if self._host is not None:
+            await self._host.drop_connections()
+            return
         if self._server is None:
             return
         await self._shutdown()
         await self.start()
 
-    def _answers(self, unit: int) -> bool:
-        return unit == self.unit  # on a shared bus, other units' requests are not ours
+    def _twin_for(self, unit: int) -> _ModbusTwin | None:
+        if unit == self.unit:
+            return self
+        return self._guests.get(unit)  # other units on the bus are not ours to answer
+
+    def _twins(self) -> tuple[_ModbusTwin, ...]:
+        return (self, *self._guests.values())
 
     def _damage(self, data: bytes) -> bytes:
         return data[:-1] + bytes([data[-1] ^ 0xFF])  # a bad CRC: the client drops the frame
