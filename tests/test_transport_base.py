@@ -13,7 +13,12 @@ from typing import Any, ClassVar
 import pytest
 
 from flexctl.clock import VirtualClock
-from flexctl.errors import CommunicationTimeout, NotConnectedError, OutOfRangeError
+from flexctl.errors import (
+    CommunicationTimeout,
+    ConfigurationError,
+    NotConnectedError,
+    OutOfRangeError,
+)
 from flexctl.profile import CommandSpec, Profile, SignalSpec, Value, load_profile
 from flexctl.transports.base import (
     CommandAddress,
@@ -22,6 +27,7 @@ from flexctl.transports.base import (
     Transport,
     TransportOptions,
 )
+from flexctl.transports.registry import create_transport
 
 PROFILE = """\
 device: rig
@@ -187,3 +193,10 @@ async def test_non_finite_and_oversized_values_are_refused_before_sending(
         with pytest.raises(OutOfRangeError):
             await t.write(t.signal("x"), bad)
     await t.close()
+
+
+def test_unknown_scheme_error_does_not_echo_credentials(profile: Profile) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        create_transport(profile, "opc.tpc://operator:S3cret@plc:4840/", clock=VirtualClock())
+    assert "S3cret" not in str(caught.value)
+    assert "'opc.tpc'" in str(caught.value)

@@ -38,8 +38,9 @@ def transport_class(endpoint: str) -> type[Transport]:
     try:
         module_name, class_name = _SCHEMES[scheme]
     except KeyError:
+        # Only the scheme: the rest of an endpoint may carry a password.
         raise ValueError(
-            f"endpoint {endpoint!r}: unknown scheme {scheme!r} "
+            f"endpoint with unknown scheme {scheme!r} "
             f"(expected one of {', '.join(sorted(_SCHEMES))})"
         ) from None
     cls: type[Transport] = getattr(importlib.import_module(module_name), class_name)
