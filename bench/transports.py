@@ -26,6 +26,8 @@ import transports_modbus
 import transports_opcua
 import transports_serial
 
+from flexctl.logs import configure_logging
+
 Measure = Callable[[int], Awaitable[dict[str, list[float]]]]
 
 MEASURES: dict[str, Measure] = {
@@ -79,6 +81,7 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--kinds", default=",".join(MEASURES))
     args = parser.parse_args()
+    configure_logging("warning")  # the figures, not the twins' debug chatter
     for kind in args.kinds.split(","):
         series = await MEASURES[kind](args.samples)
         print(f"{kind}:")
