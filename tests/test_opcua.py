@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from flexctl.profile import Profile, Value, parse_profile
 from flexctl.resources import shipped_profile
 from flexctl.transports.base import ConnectionState, Transport, TransportOptions
 from flexctl.transports.opcua import OpcUaTransport
+from flexctl.transports.opcua_types import variant_type_of
 from flexctl.transports.registry import check_profile, create_transport
 from flexctl.yamlpos import load_text, require_mapping
 from simulators.models.base import UnknownTagError
@@ -144,6 +145,68 @@ async def demo(clock: VirtualClock) -> AsyncIterator[tuple[OpcUaTwinServer, Tran
         yield server, transport
 
 
+@asynccontextmanager
+async def demo_probed(
+    clock: VirtualClock, keepalive_s: float = 0.05
+) -> AsyncIterator[tuple[OpcUaTwinServer, OpcUaTransport]]:
+    """The demo twin and a transport whose keep-alive task wakes every ``keepalive_s``."""
+    profile = shipped_profile("demo.opcua")
+    async with serving(profile, DemoModel(clock)) as server:
+        transport = create_transport(profile, server.endpoint, clock=clock, options=OPTIONS)
+        assert isinstance(transport, OpcUaTransport)
+        transport.keepalive_s = keepalive_s  # wall seconds
+        try:
+            await transport.connect()
+            yield server, transport
+        finally:
+            await transport.close()
+
+
+class Renewals:
+    """Watches a transport's channel renewals: when one starts, and how each ends."""
+
+    def __init__(self, transport: OpcUaTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started = asyncio.Event()
+        self.ended: asyncio.Queue[BaseException | None] = asyncio.Queue()
+        renew = transport._renew_channel
+
+        async def watched(client: Client) -> None:
+            self.started.set()
+            try:
+                await renew(client)
+            except BaseException as exc:
+                self.ended.put_nowait(exc)
+                raise
+            self.ended.put_nowait(None)
+
+        monkeypatch.setattr(transport, "_renew_channel", watched)
+
+    async def next(self) -> BaseException | None:
+        async with asyncio.timeout(RECOVER_S):
+            return await self.ended.get()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Yield to the loop (never sleep) until ``condition()`` holds."""
+    for _ in range(100_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+def keepalive_tasks() -> list[asyncio.Task[object]]:
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith("flexctl-opcua-keepalive") and not t.done()
+    ]
+
+
+def open_connections(server: OpcUaTwinServer) -> int:
+    return sum(1 for p in server.connections if not p.closed)
+
+
 async def wait_for_state(transport: Transport, state: ConnectionState) -> None:
     """Wait (on an event, under a wall timeout) until the transport reaches ``state``."""
     reached = asyncio.Event()
@@ -248,15 +311,125 @@ async def test_refusals_map_to_typed_errors(vclock: VirtualClock) -> None:
         assert t.state is ConnectionState.CONNECTED
 
 
-async def test_channel_is_renewed_inside_a_request(vclock: VirtualClock) -> None:
-    async with demo(vclock) as (server, t):
-        assert isinstance(t, OpcUaTransport)
+async def test_channel_is_renewed_by_the_keep_alive(
+    vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with demo_probed(vclock) as (server, t):
+        renewals = Renewals(t, monkeypatch)
         opened = server.requests["OpenSecureChannel"]
         t._renew_at = 0.0  # as if 75 % of the channel's lifetime had passed
-        assert await t.read_one(t.signal("temperature_sp")) == 20.0
+        assert await renewals.next() is None
         assert server.requests["OpenSecureChannel"] == opened + 1
+        assert t._renew_at > asyncio.get_running_loop().time()  # the next one is planned
+        assert t.renewals == 1
         assert await t.read_one(t.signal("label")) == "demo"
-        assert server.requests["OpenSecureChannel"] == opened + 1
+        assert t.reconnects == 0
+
+
+async def test_a_request_never_renews_the_channel(vclock: VirtualClock) -> None:
+    async with demo_probed(vclock, keepalive_s=60.0) as (server, t):
+        opened = server.requests["OpenSecureChannel"]
+        for _ in range(3):
+            await asyncio.sleep(0)  # the keep-alive task is asleep for its 60 s
+        t._renew_at = 0.0  # due, but only the keep-alive renews, and not for a minute
+        assert await t.read_one(t.signal("temperature_sp")) == 20.0
+        await t.write(t.signal("level"), 3)
+        assert server.requests["OpenSecureChannel"] == opened
+
+
+async def test_a_cancelled_request_does_not_stop_renewals(
+    vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with demo_probed(vclock) as (server, t):
+        renewals = Renewals(t, monkeypatch)
+        server.faults.delay = 0.2  # every message, the renewal's too
+        t._renew_at = 0.0
+        async with asyncio.timeout(RECOVER_S):
+            await renewals.started.wait()
+        step = asyncio.ensure_future(t.read_one(t.signal("temperature")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        step.cancel()  # the step that polled is cancelled (a batch Hold) mid-renewal
+        await asyncio.gather(step, return_exceptions=True)
+        assert await renewals.next() is None
+        server.faults.clear()
+        t._renew_at = 0.0
+        assert await renewals.next() is None  # and the one after that still works
+        assert t._client is not None
+        assert t._client.uaclient.protocol is not None
+        assert t._client.uaclient.protocol._open_secure_channel_exchange is None
+        assert await t.read_one(t.signal("label")) == "demo"
+        assert (t.renewals, t.reconnects) == (2, 0)
+
+
+async def test_a_failed_renewal_is_a_lost_link_and_the_new_channel_renews(
+    vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with demo_probed(vclock) as (server, t):
+        renewals = Renewals(t, monkeypatch)
+        server.faults.stall = True
+        t._renew_at = 0.0
+        assert await renewals.next() is not None  # timed out
+        await wait_for_state(t, ConnectionState.RECONNECTING)
+        assert "secure channel renewal" in str(t.last_error)
+        server.faults.clear()
+        await wait_for_state(t, ConnectionState.CONNECTED)
+        t._renew_at = 0.0
+        assert await renewals.next() is None
+        assert await t.read_one(t.signal("label")) == "demo"
+        assert t.reconnects == 1
+
+
+async def test_an_open_over_a_live_link_closes_it_first(vclock: VirtualClock) -> None:
+    async with demo(vclock) as (server, t):
+        assert isinstance(t, OpcUaTransport)
+        first = t._client
+        async with t._link_lock:  # as an open racing another would
+            await t._open()
+        assert t._client is not first
+        assert len(keepalive_tasks()) == 1
+        await until(lambda: open_connections(server) == 1, "the first session closed")
+        assert await t.read_one(t.signal("label")) == "demo"
+
+
+async def test_connect_during_a_reconnect_makes_one_session(vclock: VirtualClock) -> None:
+    async with demo(vclock) as (server, t):
+        await server.drop_connections()
+        await wait_for_state(t, ConnectionState.RECONNECTING)
+        await t.connect()
+        assert t.state is ConnectionState.CONNECTED
+        assert len(keepalive_tasks()) == 1
+        await until(lambda: open_connections(server) == 1, "one session")
+        assert await t.read_one(t.signal("label")) == "demo"
+    assert not keepalive_tasks()
+
+
+@pytest.mark.parametrize(
+    "code", [StatusCodes.UncertainLastUsableValue, StatusCodes.UncertainSensorNotAccurate]
+)
+async def test_uncertain_values_are_refused_with_their_status(
+    code: int, vclock: VirtualClock
+) -> None:
+    async with demo(vclock) as (server, t):
+        server.set_status("temperature", code)  # the value is there, its quality is not
+        with pytest.raises(ProtocolError, match="uncertain") as caught:
+            await t.read([t.signal("label"), t.signal("temperature")])
+        assert caught.value.code == code
+        assert caught.value.status == ua.StatusCode(ua.UInt32(code)).name
+        assert "read temperature" in str(caught.value)
+        assert t.state is ConnectionState.CONNECTED
+        assert await t.read_one(t.signal("label")) == "demo"
+        server.set_status("temperature", None)
+        assert isinstance(await t.read_one(t.signal("temperature")), float)
+        server.faults.error = code  # a status without a value: refused the same way
+        with pytest.raises(ProtocolError, match="uncertain"):
+            await t.read_one(t.signal("label"))
+
+
+def test_an_untyped_argument_too_big_for_int64_is_refused_before_the_wire() -> None:
+    assert variant_type_of(2**63 - 1) is ua.VariantType.Int64
+    with pytest.raises(OutOfRangeError, match="Int64"):
+        variant_type_of(2**63)
 
 
 async def test_twin_registers_its_namespace_at_index_2(vclock: VirtualClock) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -276,6 +277,110 @@ async def test_concurrent_requests_are_one_at_a_time(vclock: VirtualClock, tmp_p
         assert results == pytest.approx([r.model.read(n) for n in names], abs=1e-3)
 
 
+async def test_requests_queued_behind_a_slow_one_get_their_own_timeout(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    # Each answer takes 0.12 s of the 0.2 s timeout; the last of four waits 0.36 s
+    # for the line, which must not count: nothing times out, no link restarts.
+    async with rig(vclock, tmp_path) as r:
+        t = r.transport
+        r.server.faults.delay = 0.12
+        sp, temperature = t.signal("temperature_sp"), t.signal("temperature")
+        results = await asyncio.gather(
+            t.read_one(temperature),
+            t.read_one(sp),
+            t.write(sp, 37.0),
+            t.read_one(sp),
+            return_exceptions=True,
+        )
+        assert not [x for x in results if isinstance(x, BaseException)], results
+        assert results[3] == 37.0
+        assert r.model.read("temperature_sp") == 37.0
+        assert t.state is ConnectionState.CONNECTED
+        assert t.reconnects == 0
+
+
+async def test_a_batched_read_has_a_timeout_per_signal(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    async with rig(vclock, tmp_path) as r:
+        t = r.transport
+        names = [f"ch{i:02d}" for i in range(20)] + ["temperature_sp"]
+        assert t._request_timeout(len(names)) == pytest.approx(len(names) * OPTIONS.timeout)
+        r.server.faults.delay = 0.02  # 21 answers: 0.42 s, twice one exchange's timeout
+        values = await t.read([t.signal(n) for n in names])
+        assert values[-1] == 20.0
+        assert t.state is ConnectionState.CONNECTED
+
+
+async def _cancel_once_sent(r: Rig, request: Coroutine[Any, Any, object]) -> None:
+    """Start ``request``, cancel it once the twin has taken its frame (its reply is due)."""
+    before = r.server.requests
+    task = asyncio.ensure_future(request)
+    await _until(lambda: r.server.requests > before, "the request reached the twin")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+
+
+async def test_reply_to_a_cancelled_write_is_not_the_next_answer(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    async with rig(vclock, tmp_path) as r:
+        t = r.transport
+        sp = t.signal("temperature_sp")
+        r.server.faults.delay = 0.1  # the "OK" comes after the step was cancelled
+        await _cancel_once_sent(r, t.write(sp, 37.0))
+        with pytest.raises(ProtocolError) as refused:  # the twin refuses 80: ERR 3
+            await t.write(sp, 80.0)
+        assert refused.value.code == 3
+        assert r.model.read("temperature_sp") == 37.0  # the cancelled write landed
+        assert await t.read_one(sp) == 37.0
+        assert t.state is ConnectionState.CONNECTED
+
+
+async def test_reply_to_a_cancelled_read_is_not_the_next_answer(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    async with rig(vclock, tmp_path) as r:
+        t = r.transport
+        sp = t.signal("temperature_sp")
+        r.server.faults.delay = 0.1
+        await _cancel_once_sent(r, t.read_one(sp))  # "SP 20.0" is on its way
+        r.model.write("temperature_sp", 30.0)
+        assert await t.read_one(sp) == 30.0
+        assert t.state is ConnectionState.CONNECTED
+
+
+async def test_a_cancelled_request_whose_reply_never_comes_costs_no_timeout(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    async with rig(vclock, tmp_path) as r:
+        t = r.transport
+        r.server.faults.stall = True
+        await _cancel_once_sent(r, t.write(t.signal("temperature_sp"), 37.0))
+        r.server.faults.clear()
+        # Waits out the owed reply's deadline for the line, then has its own timeout.
+        assert await t.read_one(t.signal("label")) == "demo"
+        assert t.state is ConnectionState.CONNECTED
+        assert t.reconnects == 0
+
+
+async def test_a_cut_off_frame_is_spoiled_not_completed(
+    vclock: VirtualClock, tmp_path: Path
+) -> None:
+    async with rig(vclock, tmp_path) as r:
+        t = r.transport
+        # As if a write were cancelled with the output buffer full: all but its terminator out.
+        os.write(t._fd, CRC.encode("SP 44.0")[:-2])
+        t._partial = True
+        before = r.server.requests
+        assert await t.read_one(t.signal("temperature_sp")) == 20.0
+        assert r.server.requests == before + 2  # the spoiled line, answered ERR 1, and SP?
+        assert r.model.read("temperature_sp") == 20.0
+        assert t.state is ConnectionState.CONNECTED
+
+
 async def test_checksum_none_and_a_one_byte_terminator(
     vclock: VirtualClock, tmp_path: Path
 ) -> None:
@@ -516,9 +621,16 @@ def test_endpoint_options(tmp_path: Path) -> None:
         "serial:///dev/ttyS0?baud=9600",
         "serial:///dev/ttyS0?baudrate=fast",
         "serial:///dev/ttyS0?baudrate=0",
+        "serial:///dev/ttyS0?baudrate=49",
+        "serial:///dev/ttyS0?baudrate=4000000000",
         "serial:///dev/ttyS0?parity=Q",
         "serial:///dev/ttyS0?stopbits=3",
         "serial://",
     ):
         with pytest.raises(ConfigurationError, match="endpoint"):
             parse_endpoint(bad, where)
+    with pytest.raises(
+        ConfigurationError, match=r"4000000000.*expected a baud rate in 50\.\.4000000"
+    ):
+        parse_endpoint("serial:///dev/ttyUSB0?baudrate=4000000000", where)
+    assert parse_endpoint("serial:///dev/ttyUSB0?baudrate=4000000", where).baudrate == 4_000_000

@@ -292,7 +292,10 @@ class Transport(ABC):
             + (" ..." if len(addresses) > 4 else "")
         )
         wires = await self._request(
-            what, lambda: self._read(addresses), retries=self.options.read_retries
+            what,
+            lambda: self._read(addresses),
+            retries=self.options.read_retries,
+            exchanges=len(addresses),
         )
         if len(wires) != len(addresses):
             raise ProtocolError(self.device, f"{what}: {len(wires)} values for {len(addresses)}")

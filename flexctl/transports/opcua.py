@@ -10,8 +10,18 @@ the client's observer hook.
 One task of ours keeps an idle link honest: after ``keepalive_s`` of silence
 it reads the server state, so a dead link is noticed between requests (an
 interlock must not wait for the next poll) and the server does not expire the
-session. It only reports a loss; the base class reconnects. The secure channel
-is renewed inside the next request (or probe) once 75 % of its lifetime is gone.
+session. It only reports a loss; the base class reconnects.
+
+The same task renews the secure channel once 75 % of its lifetime is gone, and
+nothing else does. A renewal inside a request could be cut short when the
+request is cancelled (a batch Hold), which leaves asyncua's open-channel
+exchange half done and refuses every later renewal; the keep-alive task is
+only ever cancelled when its client is being thrown away. A renewal that fails
+or times out is a lost link: the base reconnects on a fresh channel.
+
+A read whose value is not Good (Bad, or Uncertain such as
+UncertainLastUsableValue from a failed sensor) is a ProtocolError carrying the
+status code: a GMP record must not take a doubtful value as a measurement.
 """
 
 from __future__ import annotations
@@ -78,7 +88,19 @@ log = structlog.get_logger("flexctl.transport.opcua")
 #: asyncua's own request timeout is only a safety net under the base class's.
 LIBRARY_TIMEOUT_FACTOR = 4.0
 #: What asyncua and the socket raise besides timeouts (mapped once, in _failure).
-LIBRARY_ERRORS = (OSError, UaError, struct.error, ValueError, IndexError)
+#: asyncua's decoder raises whatever malformed bytes provoke, hence the wide net.
+LIBRARY_ERRORS = (
+    OSError,
+    UaError,
+    struct.error,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    ArithmeticError,
+    InvalidSignature,
+)
 #: Ten minutes, what most servers grant; the keep-alive stops it expiring while idle.
 SESSION_TIMEOUT_MS = 600_000
 CLIENT_APPLICATION_URI = "urn:flexctl:client"
@@ -142,6 +164,8 @@ class OpcUaTransport(Transport):
         self._renew_at = math.inf
         self._last_reply = 0.0
         self._keepalive: asyncio.Task[None] | None = None
+        #: Secure-channel renewals done (diagnostics, like ``reconnects``).
+        self.renewals = 0
         self._library_timeout = LIBRARY_TIMEOUT_FACTOR * max(
             self.options.timeout, self.options.connect_timeout
         )
@@ -186,6 +210,8 @@ class OpcUaTransport(Transport):
     # -- link --------------------------------------------------------------------
 
     async def _open(self) -> None:
+        if self._client is not None or self._keepalive is not None:
+            await self._close()  # never two sessions, or two keep-alive tasks, for one link
         endpoint = self._endpoint
         client = Client(endpoint.url, timeout=self._library_timeout, auto_reconnect=False)
         client.name = client.description = f"flexctl {self.device}"
@@ -218,7 +244,7 @@ class OpcUaTransport(Transport):
             raise NotConnectedError(
                 self.device, f"connect to {self.endpoint}: {status_name(exc.code)}"
             ) from exc
-        except (*LIBRARY_ERRORS, InvalidSignature) as exc:
+        except LIBRARY_ERRORS as exc:
             raise NotConnectedError(
                 self.device, f"connect to {self.endpoint}: {exc or type(exc).__name__}"
             ) from exc
@@ -252,22 +278,30 @@ class OpcUaTransport(Transport):
             client.disconnect_socket()
 
     async def _keep_alive(self, client: Client) -> None:
-        """Probe the server after a silence; report a dead link (the base reconnects)."""
+        """Probe the server after a silence and renew the channel when due.
+
+        Reports a dead link or a failed renewal as lost (the base reconnects).
+        """
         loop = asyncio.get_running_loop()
         interval = min(self.keepalive_s, client.session_timeout / 1000.0 / 3.0)
         while True:
-            idle = loop.time() - self._last_reply
-            if idle < interval:
-                await asyncio.sleep(interval - idle)  # wire time, not process time
+            now = loop.time()
+            wait = min(self._last_reply + interval, self._renew_at) - now
+            if wait > 0:
+                await asyncio.sleep(wait)  # wire time, not process time
                 continue
+            renew = now >= self._renew_at
+            what = "secure channel renewal" if renew else "keep-alive"
             try:
                 async with asyncio.timeout(self.options.timeout):
-                    await self._renew_channel_if_due(client)
-                    await client.uaclient.read(_SERVER_STATE)
+                    if renew:
+                        await self._renew_channel(client)
+                    else:
+                        await client.uaclient.read(_SERVER_STATE)
             except LIBRARY_ERRORS as exc:  # TimeoutError is an OSError
                 if client is self._client:
                     self._link_lost(
-                        NotConnectedError(self.device, f"keep-alive: {exc or type(exc).__name__}")
+                        NotConnectedError(self.device, f"{what}: {exc or type(exc).__name__}")
                     )
                 return
             self._last_reply = loop.time()
@@ -286,14 +320,14 @@ class OpcUaTransport(Transport):
         lifetime_s = client.secure_channel_timeout / 1000.0
         return asyncio.get_running_loop().time() + 0.75 * lifetime_s
 
-    async def _renew_channel_if_due(self, client: Client) -> None:
-        """Renew the secure channel inside a request, once it is 75 % through its life."""
-        if asyncio.get_running_loop().time() < self._renew_at:
-            return
-        self._renew_at = math.inf  # one renewal at a time
+    async def _renew_channel(self, client: Client) -> None:
+        """Renew the secure channel (from the keep-alive task only: see the module docstring)."""
+        self._renew_at = math.inf  # until it has worked; a failure is a lost link anyway
         await client.open_secure_channel(renew=True)
         client.uaclient.revolve_security_token()
-        self._renew_at = self._channel_renewal_due(client)
+        if client is self._client:
+            self._renew_at = self._channel_renewal_due(client)
+        self.renewals += 1
 
     # -- requests ----------------------------------------------------------------
 
@@ -302,7 +336,6 @@ class OpcUaTransport(Transport):
         client = self._session()
         params = ua.ReadParameters(NodesToRead=[s.read_id for s in signals])
         try:
-            await self._renew_channel_if_due(client)
             results = await client.uaclient.read(params)
             self._last_reply = asyncio.get_running_loop().time()
         except TimeoutError:
@@ -316,8 +349,16 @@ class OpcUaTransport(Transport):
         values: list[Any] = []
         for signal, result in zip(signals, results, strict=True):
             status = result.StatusCode
-            if status is not None and status.is_bad():
-                raise self._refused(f"read {signal.name}", status.value)
+            if status is not None and not status.is_good():
+                if status.is_bad():
+                    raise self._refused(f"read {signal.name}", status.value)
+                # Uncertain: a last usable value, a sensor out of calibration ...
+                raise ProtocolError(
+                    self.device,
+                    f"read {signal.name}: value is uncertain, not Good",
+                    code=status.value,
+                    status=status_name(status.value),
+                )
             values.append(None if result.Value is None else result.Value.Value)
         return values
 
@@ -329,7 +370,6 @@ class OpcUaTransport(Transport):
         item = ua.WriteValue(NodeId=signal.node, AttributeId=AttributeIds.Value, Value=data)
         what = f"write {signal.name}"
         try:
-            await self._renew_channel_if_due(client)
             results = await client.uaclient.write(ua.WriteParameters(NodesToWrite=[item]))
             self._last_reply = asyncio.get_running_loop().time()
         except TimeoutError:
@@ -349,7 +389,6 @@ class OpcUaTransport(Transport):
         )
         client = self._session()
         try:
-            await self._renew_channel_if_due(client)
             results = await client.uaclient.call([request])
             self._last_reply = asyncio.get_running_loop().time()
         except TimeoutError:

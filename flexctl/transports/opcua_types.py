@@ -12,7 +12,7 @@ from asyncua import ua
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError
 
-from flexctl.errors import ConfigurationError, Where
+from flexctl.errors import ConfigurationError, OutOfRangeError, Where
 from flexctl.profile import Value
 
 #: A profile's value type (flexctl.profile.VALUE_TYPES) as an OPC UA built-in type.
@@ -56,10 +56,15 @@ def variant_type(type_name: str) -> ua.VariantType:
 
 
 def variant_type_of(value: Value) -> ua.VariantType:
-    """The OPC UA type for an untyped value (method arguments and results)."""
+    """The OPC UA type for an untyped value (method arguments and results).
+
+    OutOfRangeError for an integer no OPC UA Int64 can carry (give ``arg_types``).
+    """
     if isinstance(value, bool):
         return ua.VariantType.Boolean
     if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise OutOfRangeError(f"{value} does not fit an OPC UA Int64")
         return ua.VariantType.Int64
     if isinstance(value, float):
         return ua.VariantType.Double

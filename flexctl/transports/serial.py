@@ -18,6 +18,13 @@ Any reply ``ERR <code> <message>`` is the device refusing: code 6 is
 :class:`DeviceBusyError`, any other :class:`ProtocolError` with that code; so
 no reply template may start with ``ERR``.
 
+One request at a time: the line is the base's turn, so waiting for it is not
+part of a request's timeout, and a read of N signals (N exchanges) gets N
+timeouts. Replies carry no request id: a request cancelled after its frame
+went out leaves its reply owed, and the next request first waits for that
+reply (at most one timeout) and drops it, never taking it for its own; a frame
+cut off part-way is ended as a bad line, never completed.
+
 I/O design: pyserial opens and configures the tty (baud rate, parity, raw
 mode, an exclusive lock), then the transport does its own I/O on the port's
 non-blocking file descriptor with ``loop.add_reader`` (POSIX only). Chosen over
@@ -32,7 +39,8 @@ import asyncio
 import os
 import termios
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -87,6 +95,9 @@ FRAMING_KEYS = frozenset({"terminator", "checksum", "separator"})
 _READ_CHUNK = 4096
 _MAX_QUEUED = 64  # frames kept while nobody asks: stale by definition, bounded
 
+# Ends a cut-off frame as a line no device takes: not ASCII, never a terminator.
+_SPOIL = b"\xff"
+
 _PARITIES = {
     "N": serial.PARITY_NONE,
     "E": serial.PARITY_EVEN,
@@ -107,9 +118,14 @@ _STOPBITS = {
 _BYTESIZES = {"5": 5, "6": 6, "7": 7, "8": 8}
 
 
+#: Baud rates a tty can be set to: termios' B50 up to the 4 Mbit/s of USB adapters.
+BAUDRATES = (50, 4_000_000)
+
+
 def _baudrate(text: str) -> int:
     rate = int(text)
-    if rate <= 0:
+    low, high = BAUDRATES
+    if not low <= rate <= high:
         raise ValueError(text)
     return rate
 
@@ -119,6 +135,12 @@ _ENDPOINT_OPTIONS: dict[str, Callable[[str], Any]] = {
     "parity": lambda text: _PARITIES[text.upper()],
     "stopbits": lambda text: _STOPBITS[text],
     "bytesize": lambda text: _BYTESIZES[text],
+}
+_EXPECTED = {
+    "baudrate": f"a baud rate in {BAUDRATES[0]}..{BAUDRATES[1]}",
+    "parity": "N, E, O, M or S",
+    "stopbits": ", ".join(_STOPBITS),
+    "bytesize": ", ".join(_BYTESIZES),
 }
 
 
@@ -338,7 +360,9 @@ def parse_endpoint(endpoint: str, where: Where) -> PortSettings:
         try:
             options[key] = _ENDPOINT_OPTIONS[key](value)
         except (ValueError, KeyError):
-            raise ConfigurationError(where, f"endpoint {endpoint!r}: bad {key} {value!r}") from None
+            raise ConfigurationError(
+                where, f"endpoint {endpoint!r}: bad {key} {value!r} (expected {_EXPECTED[key]})"
+            ) from None
     return PortSettings(path=path, **options)
 
 
@@ -373,6 +397,7 @@ class SerialTransport(Transport):
         for name, address in self._signals.items():
             assert isinstance(address, SerialSignal)
             self._query_frames[name] = self._framing.encode(address.query.text)
+        # One request at a time on the line: held as the base's turn, outside the timeout.
         self._lock = asyncio.Lock()
         self._serial: serial.Serial | None = None
         self._fd = -1
@@ -384,6 +409,15 @@ class SerialTransport(Transport):
         # to say so if it times out.
         self._garbled: str | None = None
         self._garbled_task: asyncio.Task[Any] | None = None
+        # A line protocol cannot tell replies apart, so replies are matched to
+        # requests by count. A frame went out whose reply has not been taken:
+        self._outstanding = False
+        # A frame was cut off part-way (the device holds half a line):
+        self._partial = False
+        # Replies still to come for abandoned requests, and until when (loop time)
+        # they are waited for before the next request goes out.
+        self._owed = 0
+        self._owed_until = 0.0
 
     # -- profile hooks -----------------------------------------------------------
 
@@ -410,6 +444,47 @@ class SerialTransport(Transport):
         assert isinstance(address, SerialCommand)  # parse_command made every one
         return address
 
+    # -- base hooks ----------------------------------------------------------------
+
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        """One request at a time; waiting for the line is not part of a request's timeout.
+
+        Nor is clearing it: a reply still owed to a cancelled request is waited
+        for (at most until its deadline) and dropped before the turn is given.
+        """
+        return self._line()
+
+    @asynccontextmanager
+    async def _line(self) -> AsyncIterator[None]:
+        async with self._lock:
+            if self._broken is None:
+                await self._clear_line()
+            yield
+
+    def _request_timeout(self, exchanges: int) -> float:
+        """No batches on a line: a read of N signals is N exchanges, each with the timeout."""
+        return self.options.timeout * max(1, exchanges)
+
+    def _abandoned(self, what: str) -> None:
+        """A request was cancelled in flight: its reply, if it went out, is owed.
+
+        The next request first waits for that reply (or for the device's timeout
+        to pass) and discards it, so it never takes the orphan for its own answer.
+        """
+        if not self._outstanding:
+            return
+        self._outstanding = False
+        self._owe()
+        log.info(
+            "request abandoned in flight; its reply will be discarded",
+            device=self.device,
+            request=what,
+        )
+
+    def _owe(self) -> None:
+        self._owed += 1
+        self._owed_until = asyncio.get_running_loop().time() + self.options.timeout
+
     # -- link --------------------------------------------------------------------
 
     async def _open(self) -> None:
@@ -421,13 +496,13 @@ class SerialTransport(Transport):
         """
         self._teardown("reopening")
         port = serial.Serial()
-        port.port = self.port.path
-        port.baudrate = self.port.baudrate
-        port.parity = self.port.parity
-        port.stopbits = self.port.stopbits
-        port.bytesize = self.port.bytesize
-        port.exclusive = True  # a second program on the same port would steal replies
         try:
+            port.port = self.port.path
+            port.baudrate = self.port.baudrate
+            port.parity = self.port.parity
+            port.stopbits = self.port.stopbits
+            port.bytesize = self.port.bytesize
+            port.exclusive = True  # a second program on the same port would steal replies
             # os.open with O_NONBLOCK plus a few ioctls: does not wait on the device.
             port.open()
             fd = port.fileno()
@@ -437,8 +512,12 @@ class SerialTransport(Transport):
             attrs[6][termios.VMIN] = 1
             attrs[6][termios.VTIME] = 0
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            termios.tcflush(fd, termios.TCIOFLUSH)  # resynchronise: nothing stale either way
-        except (OSError, termios.error) as exc:  # SerialException is an OSError
+            # Resynchronise: nothing stale either way (unless a reply is owed: it is
+            # counted off by the first request instead).
+            termios.tcflush(fd, termios.TCOFLUSH if self._owed else termios.TCIOFLUSH)
+        except (OSError, termios.error, ValueError, OverflowError) as exc:
+            # SerialException is an OSError; pyserial raises ValueError (and the
+            # kernel interface OverflowError) for a setting the tty cannot take.
             port.close()
             raise NotConnectedError(self.device, f"cannot open {self.port.path}: {exc}") from exc
         self._loop = asyncio.get_running_loop()
@@ -446,7 +525,7 @@ class SerialTransport(Transport):
         self._fd = fd
         self._broken = None
         self._splitter.reset()
-        self._frames.clear()
+        self._drop_frames()
         self._loop.add_reader(fd, self._on_readable)
         probe = self.settings.probe
         if probe is not None:
@@ -478,7 +557,8 @@ class SerialTransport(Transport):
             except OSError as exc:
                 log.warning("closing the port failed", device=self.device, error=str(exc))
         self._splitter.reset()
-        self._frames.clear()
+        self._drop_frames()
+        self._outstanding = False
         self._wake(NotConnectedError(self.device, f"{self.port.path}: {why}"))
 
     def _on_readable(self) -> None:
@@ -514,22 +594,67 @@ class SerialTransport(Transport):
 
     # -- one exchange ------------------------------------------------------------
 
-    def _begin(self) -> None:
+    async def _begin(self) -> None:
         """Before a request: fail fast on a broken link and discard stale input.
 
         A late reply to an earlier, timed-out request must never be taken as
-        the answer to this one: whatever arrived before this request is dropped.
+        the answer to this one: whatever arrived before this request is dropped,
+        and a reply still owed to a cancelled request is waited for and dropped.
         """
         if self._broken is not None:
             raise NotConnectedError(self.device, f"{self.port.path}: {self._broken}")
         self._garbled = None
         self._garbled_task = asyncio.current_task()
-        self._frames.clear()
+        self._outstanding = False
+        await self._clear_line()  # done already in the turn, unless the link was reopened
+        self._drop_frames()
         self._splitter.reset()
         try:
             termios.tcflush(self._fd, termios.TCIFLUSH)
         except termios.error as exc:
             raise NotConnectedError(self.device, f"{self.port.path}: flush failed: {exc}") from None
+
+    async def _clear_line(self) -> None:
+        """Deal with what an abandoned request left on the line (usually nothing)."""
+        if self._partial:
+            # The device holds the start of a cut-off frame. End it as a bad line
+            # (never complete it: it may be a write that was cancelled) and drop
+            # what the device answers to that.
+            await self._send(_SPOIL + self._framing.terminator.encode("ascii"))
+            self._owe()
+        if self._owed:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """Take the replies owed to abandoned requests off the line, or wait out their deadline."""
+        loop = self._loop
+        assert loop is not None
+        timer = loop.call_at(self._owed_until, self._wake, None)
+        try:
+            while self._owed > 0:
+                if self._frames:
+                    item = self._frames.popleft()
+                    self._owed -= 1
+                    log.info(
+                        "discarded the reply of an abandoned request",
+                        device=self.device,
+                        reply=item if isinstance(item, str) else item.reason,
+                    )
+                    continue
+                if loop.time() >= self._owed_until:
+                    log.info("an abandoned request's reply never came", device=self.device)
+                    self._owed = 0
+                    break
+                if self._broken is not None:
+                    raise NotConnectedError(self.device, f"{self.port.path}: {self._broken}")
+                await self._wait()
+        finally:
+            timer.cancel()
+
+    def _drop_frames(self) -> None:
+        """Forget queued frames; each counts off a reply owed to an abandoned request."""
+        self._owed = max(0, self._owed - len(self._frames))
+        self._frames.clear()
 
     async def _send(self, frame: bytes) -> None:
         view = memoryview(frame)
@@ -547,7 +672,16 @@ class SerialTransport(Transport):
                 ) from exc
             view = view[written:]
             if view:  # the output buffer is full (flow control): wait until it drains
+                if written:
+                    self._partial = True  # until the last byte is out
                 await self._wait(writable=True)
+        self._partial = False
+
+    async def _exchange(self, frame: bytes, template: Template, what: str) -> dict[str, Value]:
+        """Send one frame and take its reply."""
+        await self._send(frame)
+        self._outstanding = True
+        return await self._reply(template, what)
 
     async def _wait(self, *, writable: bool = False) -> None:
         loop = self._loop
@@ -580,11 +714,15 @@ class SerialTransport(Transport):
                 self._garbled = item.what
                 continue
             if item.startswith("ERR") and (len(item) == 3 or item[3] == " "):
+                self._outstanding = False
                 raise self._device_error(item, what)
             try:
-                return template.parse(item)
+                fields = template.parse(item)
             except TemplateMismatch:
                 self._garbled = f"unexpected reply {item!r}"
+                continue
+            self._outstanding = False
+            return fields
 
     def _device_error(self, line: str, what: str) -> DeviceBusyError | ProtocolError:
         """The typed error for an ``ERR [<code>] [<message>]`` reply."""
@@ -624,40 +762,35 @@ class SerialTransport(Transport):
             ) from exc
 
     async def _read(self, addresses: Sequence[SignalAddress]) -> list[Any]:
-        # A line protocol has no batch: one query after another, under one lock
-        # and one stale-input flush (nothing stale can appear between them).
-        async with self._lock:
-            self._begin()
-            values: list[Any] = []
-            for address in addresses:
-                if not isinstance(address, SerialSignal):
-                    raise ConfigurationError(
-                        self.profile.where, f"{address.name} is not a serial address"
-                    )
-                await self._send(self._query_frames[address.name])
-                fields = await self._reply(address.reply, f"read {address.name}")
-                values.append(fields[address.value_field])
-            return values
+        # A line protocol has no batch: one query after another, in one turn and
+        # after one stale-input flush (nothing stale can appear between them).
+        await self._begin()
+        values: list[Any] = []
+        for address in addresses:
+            if not isinstance(address, SerialSignal):
+                raise ConfigurationError(
+                    self.profile.where, f"{address.name} is not a serial address"
+                )
+            frame = self._query_frames[address.name]
+            fields = await self._exchange(frame, address.reply, f"read {address.name}")
+            values.append(fields[address.value_field])
+        return values
 
     async def _write(self, address: SignalAddress, wire: Value) -> None:
         if not isinstance(address, SerialSignal) or address.write is None:
             raise ConfigurationError(address.spec.where, f"{address.name} has no write template")
         line = address.write.format({address.write.names[0]: wire})
         frame = self._frame(line)
-        async with self._lock:
-            self._begin()
-            await self._send(frame)
-            await self._reply(address.ack, f"write {address.name}")
+        await self._begin()
+        await self._exchange(frame, address.ack, f"write {address.name}")
 
     async def _call(self, command: CommandAddress, args: Sequence[Value]) -> list[Value]:
         if not isinstance(command, SerialCommand):
             raise ConfigurationError(command.spec.where, f"{command.name} is not a serial command")
         line = command.send.format(dict(zip(command.spec.args, args, strict=True)))
         frame = self._frame(line)
-        async with self._lock:
-            self._begin()
-            await self._send(frame)
-            fields = await self._reply(command.reply, f"call {command.name}")
+        await self._begin()
+        fields = await self._exchange(frame, command.reply, f"call {command.name}")
         return [fields[name] for name in command.reply.names]
 
     def _frame(self, line: str) -> bytes:

@@ -110,9 +110,24 @@ class OpcUaTwinServer(TwinServer):
         self._commands = [OpcUaTransport.parse_command(c) for c in profile.commands.values()]
         self._plan = _Plan(self._signals, self._commands)  # config errors now, not at start
         self.requests: Counter[str] = Counter()
+        # Signal name -> the status code its value is served with (absent: Good).
+        self._status: dict[str, int] = {}
         self._server: _TwinUaServer | None = None
         #: Open client connections (drop_connections() closes them).
         self.connections: set[TwinProtocol] = set()
+
+    def set_status(self, signal: str, code: int | None) -> None:
+        """Serve ``signal``'s value with status ``code`` (None: Good again).
+
+        A failed sensor's last value comes as UncertainLastUsableValue, a
+        drifting one as UncertainSensorNotAccurate: the value is still there.
+        """
+        if signal not in self.profile.signals:
+            raise KeyError(signal)
+        if code is None:
+            self._status.pop(signal, None)
+        else:
+            self._status[signal] = code
 
     @property
     def endpoint(self) -> str:
@@ -217,7 +232,7 @@ class OpcUaTwinServer(TwinServer):
         await parent.add_method(node_id, name, self._method(cmd), inputs, outputs)
 
     def _reader(self, sig: OpcUaSignal) -> Callable[[ua.NodeId, AttributeIds], ua.DataValue]:
-        model, spec, vtype = self.model, sig.spec, sig.vtype
+        model, spec, vtype, statuses = self.model, sig.spec, sig.vtype, self._status
 
         def read(node_id: ua.NodeId, attr: AttributeIds) -> ua.DataValue:
             # The model integrates its physics up to now on each read.
@@ -225,7 +240,9 @@ class OpcUaTwinServer(TwinServer):
                 wire = spec.encode(model.read(spec.name))
             except FlexctlError as exc:
                 return ua.DataValue(StatusCode=ua.StatusCode(ua.UInt32(status_of(exc))))
-            return ua.DataValue(ua.Variant(wire, vtype), StatusCode=None)  # absent means Good
+            code = statuses.get(spec.name)
+            status = None if code is None else ua.StatusCode(ua.UInt32(code))
+            return ua.DataValue(ua.Variant(wire, vtype), StatusCode=status)  # None means Good
 
         return read
 
