@@ -1,0 +1,1 @@
+"""The procedure language: YAML procedures, safe expressions and durations."""
