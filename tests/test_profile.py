@@ -169,3 +169,8 @@ def test_profile_parser_never_raises_anything_but_configuration_error(
         parse_profile(data, "fuzz")
     except ConfigurationError as exc:
         assert exc.where.file == "fuzz.yaml"
+
+
+def test_exponent_numbers_are_numbers_unless_quoted() -> None:
+    data = load_text('a: 8.0e9\nb: "8.0e9"\nc: 1e6\nd: -2E-3\ne: e9\n', "x.yaml")
+    assert data == {"a": 8.0e9, "b": "8.0e9", "c": 1e6, "d": -2e-3, "e": "e9"}

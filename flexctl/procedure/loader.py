@@ -75,8 +75,6 @@ ENTRY_KEYS = ("type", "pattern", "limits", "unit")
 DEFAULT_POLL = "1 min"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# A float in YAML 1.2 that YAML 1.1 (PyYAML) reads as text: 8.0e9, 1e6 (no dot or no sign).
-_EXPONENT_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+\Z")
 _TARGET = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)\Z")
 # YAML's line breaks (PyYAML counts these when it numbers lines).
 _BREAKS = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
@@ -283,17 +281,6 @@ class _Reader:
             return None
         return name
 
-    def plain(self, value: Any, where: Where) -> Any:
-        """``value``, but an unquoted ``8.0e9`` (text to PyYAML) as the number it means."""
-        if isinstance(value, str) and _EXPONENT_FLOAT.match(value):
-            line = self.lines[where.line - 1] if 1 <= where.line <= len(self.lines) else ""
-            # Not when quoted, tagged (!!str), an alias or anchored: only a bare 8.0e9.
-            if line[where.column - 1 : where.column] not in ("", '"', "'", "!", "*", "&"):
-                number = float(value)
-                if math.isfinite(number):
-                    return number
-        return value
-
     # -- positions inside strings -----------------------------------------------------
 
     def span(self, where: Where, text: str) -> TextSpan:
@@ -380,7 +367,6 @@ class _Reader:
 
     def value(self, value: Any, where: Where, what: str) -> Value | None:
         """A command argument or ``set`` value: literal, or ``=expression``."""
-        value = self.plain(value, where)
         if isinstance(value, bool):
             return value
         if _is_number(value):
@@ -531,9 +517,8 @@ class _Reader:
             self.problem(where, f"{what}: limits: expected [low, high], got {kind_of(raw)}")
             return None
         bounds: list[float] = []
-        for index, raw_item in enumerate(raw):
+        for index, item in enumerate(raw):
             item_where = raw.at(index)
-            item = self.plain(raw_item, item_where)
             if type_ is ParameterType.DURATION:
                 duration = self.duration_value(item, item_where, f"{what}: limits")
                 if duration is None:
@@ -575,7 +560,7 @@ class _Reader:
 
     def parameter_default(self, param: Parameter, spec: PosDict) -> Literal | None:
         where = spec.at("default")
-        raw = self.plain(spec["default"], where)
+        raw = spec["default"]
         what = f"parameter {param.name}: default"
         value: Literal | None = None
         if param.type is ParameterType.DURATION:
