@@ -13,6 +13,7 @@ seconds under a virtual clock and in hours on hardware.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from flexctl.clock import Clock
-from flexctl.errors import ConditionTimeout, ConfigurationError, OutOfRangeError
+from flexctl.errors import ConditionTimeout, ConfigurationError, OutOfRangeError, ProtocolError
 from flexctl.profile import Value
-from flexctl.transports.base import Transport
+from flexctl.transports.base import ConnectionState, Transport
 
 
 class DeviceStatus(StrEnum):
@@ -70,6 +71,11 @@ class Reading:
 
 
 PROGRAM_SIGNALS = ("program_state", "step_name", "step_number", "runtime_s")
+#: Signals the driver turns into its own enums: the profile must give them an enum.
+ENUM_SIGNALS: Mapping[str, type[StrEnum]] = {
+    "status": DeviceStatus,
+    "program_state": ProgramState,
+}
 
 
 class Driver(ABC):
@@ -94,19 +100,27 @@ class Driver(ABC):
                 profile.where,
                 f"profile {profile.name} cannot drive a {self.kind}: it lacks {', '.join(missing)}",
             )
-        # The driver turns these signals into its own enums; a profile spelling
-        # them differently would fail at run time, so it fails here instead.
-        for signal, members in (("status", DeviceStatus), ("program_state", ProgramState)):
+        # The driver turns these signals into its own enums; a profile that gives
+        # no enum, or spells the names differently, would fail at run time, so it
+        # fails here instead.
+        for signal, members in ENUM_SIGNALS.items():
             spec = profile.signals.get(signal)
-            if spec is not None and spec.enum is not None:
-                known = {m.value for m in members}
-                unknown = sorted(set(spec.enum) - known)
-                if unknown:
-                    raise ConfigurationError(
-                        spec.where,
-                        f"signal {signal}: enum names {', '.join(unknown)} are not among "
-                        f"{', '.join(sorted(known))}",
-                    )
+            if spec is None:
+                continue
+            known = [m.value for m in members]
+            if spec.enum is None:
+                raise ConfigurationError(
+                    spec.where,
+                    f"signal {signal}: needs an enum naming its values on the wire, "
+                    f"from {', '.join(known)} (for example enum: [{', '.join(known)}])",
+                )
+            unknown = sorted(set(spec.enum) - set(known))
+            if unknown:
+                raise ConfigurationError(
+                    spec.where,
+                    f"signal {signal}: enum names {', '.join(unknown)} are not among "
+                    f"{', '.join(sorted(known))}",
+                )
 
     # -- link ---------------------------------------------------------------------
 
@@ -119,6 +133,29 @@ class Driver(ABC):
     @property
     def source(self) -> str:
         return self.transport.source
+
+    async def link_up(self, within: float) -> bool:
+        """Wait up to ``within`` process seconds for the link; True once it is up.
+
+        For recovery after a lost reply: the transport reconnects by itself in
+        the background, and this waits for it on the clock, not the wall.
+        """
+        transport = self.transport
+        if self._link_is_up():
+            return True
+        loop = asyncio.get_running_loop()
+        link = loop.create_task(transport.wait_connected(), name=f"{self.name}-link-up")
+        timer = loop.create_task(self.clock.sleep(within), name=f"{self.name}-link-wait")
+        try:
+            await asyncio.wait((link, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (link, timer):
+                task.cancel()
+            await asyncio.gather(link, timer, return_exceptions=True)
+        return self._link_is_up()
+
+    def _link_is_up(self) -> bool:
+        return self.transport.state is ConnectionState.CONNECTED
 
     # -- signals and commands -----------------------------------------------------
 
@@ -212,8 +249,30 @@ class Driver(ABC):
 
     # -- state ----------------------------------------------------------------------
 
+    def as_status(self, value: Value) -> DeviceStatus:
+        """A ``status`` value read from the device; ProtocolError if it is none of ours."""
+        try:
+            return DeviceStatus(str(value))
+        except ValueError:
+            raise ProtocolError(
+                self.name,
+                f"status: the device reports {value!r}, not one of "
+                f"{', '.join(m.value for m in DeviceStatus)}",
+            ) from None
+
+    def as_program_state(self, value: Value) -> ProgramState:
+        """A ``program_state`` value read from the device; ProtocolError if it is none of ours."""
+        try:
+            return ProgramState(str(value))
+        except ValueError:
+            raise ProtocolError(
+                self.name,
+                f"program_state: the device reports {value!r}, not one of "
+                f"{', '.join(m.value for m in ProgramState)}",
+            ) from None
+
     async def status(self) -> DeviceStatus:
-        return DeviceStatus(str(await self.get("status")))
+        return self.as_status(await self.get("status"))
 
     async def alarm(self) -> str:
         """The device's own alarm code, "" when none."""
@@ -229,13 +288,17 @@ class Driver(ABC):
         return Reading(
             value=values[name],
             target=None if target is None else values[target],
-            status=DeviceStatus(str(values["status"])),
+            status=self.as_status(values["status"]),
         )
 
     async def program(self) -> Program:
-        values = await self.read(PROGRAM_SIGNALS)
+        """The device's program (LADS ActiveProgram): state, step and runtime, in one read."""
+        return self.as_program(await self.read(PROGRAM_SIGNALS))
+
+    def as_program(self, values: Mapping[str, Value]) -> Program:
+        """A :class:`Program` from the values of :data:`PROGRAM_SIGNALS`."""
         return Program(
-            state=ProgramState(str(values["program_state"])),
+            state=self.as_program_state(values["program_state"]),
             step_name=str(values["step_name"]),
             step_number=int(values["step_number"]),
             runtime_s=float(values["runtime_s"]),
@@ -251,7 +314,7 @@ class Driver(ABC):
             poll=poll,
             what="program complete",
         )
-        return ProgramState(str(values["program_state"]))
+        return self.as_program_state(values["program_state"])
 
     @abstractmethod
     async def safe_state(self, action: SafeAction) -> None:

@@ -5,12 +5,19 @@ rocker (rate, angle) gives the bag its oxygen transfer; perfusion feeds fresh
 medium through the bag and draws the same flow through the cell-retention
 filter. The culture itself is seeded, fed, sampled and finally harvested.
 
-The device runs no program of its own: the LADS-shaped :meth:`Bioreactor.program`
-is the culture. It is Running from seeding (step 1 "batch", step 2 "perfusion"
-while the pumps run, runtime = culture age), Complete after :meth:`harvest` and
-Aborted after ``safe_state(ABORT)``. Complete and Aborted are what this driver
-did, so only the driver instance that harvested or aborted reports them; any
-other instance sees a culture in the bag as Running and an empty bag as Stopped.
+The culture is the device's program, shaped like a LADS ActiveProgram and kept
+by the device (``program_state``, ``step_name``, ``step_number``, ``runtime_s``):
+Running from seeding (step 1 "batch", step 2 "perfusion" while the pumps run,
+runtime = culture age), Complete after :meth:`harvest` and Aborted after the
+device's ``abort`` (:meth:`Bioreactor.abort`, ``safe_state(ABORT)``). This
+driver keeps no state of its own, so a restarted supervisor reads the same.
+
+The harvest is the product: the device keeps the figures of the last harvest
+(``harvest_count``, ``harvest_cells``, ``harvest_volume_ml``,
+``harvest_viability``). When a harvest's reply is lost (a timeout, a dropped
+link, a damaged frame), :meth:`Bioreactor.harvest` waits for the link and reads
+them back, so the figures reach the batch record whatever the wire did; a
+harvest of a bag already harvested raises :class:`AlreadyHarvested` with them.
 
 Every setpoint and command argument is checked against the profile's limits
 (or, where no signal carries them, the device envelope below) before anything
@@ -24,11 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from drivers.base import DeviceStatus, Driver, Program, ProgramState, SafeAction
-from flexctl.clock import Clock
-from flexctl.errors import FlexctlError, OutOfRangeError, ProtocolError
+import structlog
+
+from drivers.base import PROGRAM_SIGNALS, DeviceStatus, Driver, SafeAction
+from flexctl.errors import DeviceBusyError, FlexctlError, OutOfRangeError, ProtocolError
 from flexctl.profile import Value
-from flexctl.transports.base import Transport
+
+log = structlog.get_logger("flexctl.driver.bioreactor")
 
 #: Sample volume the device takes (mL), [V] cell-counter sample port.
 SAMPLE_LIMITS_ML = (0.1, 50.0)
@@ -50,9 +59,13 @@ CULTURE_SIGNALS = (
     "status",
     "alarm",
 )
-#: Signals the culture "program" is derived from.
-_PROGRAM_SIGNALS = ("volume", "culture_day", "perfusing")
+#: The last harvest as the device keeps it, read together.
+HARVEST_SIGNALS = ("harvest_count", "harvest_cells", "harvest_volume_ml", "harvest_viability")
+#: Process seconds :meth:`Bioreactor.harvest` waits for a lost link before it gives up
+#: reading the figures back (they stay on the device: :meth:`Bioreactor.last_harvest`).
+RECOVER_WITHIN_S = 120.0
 
+#: The culture program's steps (as the device numbers and names them).
 STEP_BATCH = (1, "batch")
 STEP_PERFUSION = (2, "perfusion")
 STEP_HARVEST = (3, "harvest")
@@ -63,8 +76,8 @@ SAFE_STATE = {
         "so the culture stays warm, gassed and oxygenated"
     ),
     SafeAction.ABORT.value: (
-        "perfusion and rocking stopped; temperature and CO2 control left on so the cells "
-        "stay warm until a person decides"
+        "the device's abort: perfusion and rocking stopped, temperature and CO2 control "
+        "left on so the cells stay warm until a person decides; the culture reads Aborted"
     ),
 }
 
@@ -105,15 +118,35 @@ class Sample:
 
 @dataclass(frozen=True)
 class Harvest:
-    """What the bag held when it was drained: the product handed on."""
+    """What the bag held when it was drained: the product handed on.
+
+    ``number`` is the device's harvest count for this harvest; ``recovered``
+    says the figures were read back from the device after the harvest's own
+    reply was lost.
+    """
 
     viable_cells: float
     volume_ml: float
     viability_pct: float
+    number: int = 0
+    recovered: bool = False
 
     @property
     def vcd_per_ml(self) -> float:
         return self.viable_cells / self.volume_ml if self.volume_ml > 0 else 0.0
+
+
+class AlreadyHarvested(DeviceBusyError):
+    """A harvest of a bag that is empty because it was harvested; carries that harvest."""
+
+    def __init__(self, device: str, harvest: Harvest) -> None:
+        self.device = device
+        self.harvest = harvest
+        super().__init__(
+            f"{device}: the bag is empty: it was already harvested (harvest {harvest.number}: "
+            f"{harvest.viable_cells:.4g} viable cells in {harvest.volume_ml:.1f} mL, "
+            f"{harvest.viability_pct:.1f} % viable); nothing was sent"
+        )
 
 
 class Bioreactor(Driver):
@@ -142,6 +175,8 @@ class Bioreactor(Driver):
         "culture_day",
         "status",
         "alarm",
+        *PROGRAM_SIGNALS,
+        *HARVEST_SIGNALS,
     )
     required_commands: ClassVar[tuple[str, ...]] = (
         "seed",
@@ -152,6 +187,7 @@ class Bioreactor(Driver):
         "feed",
         "sample",
         "harvest",
+        "abort",
     )
     targets: ClassVar[Mapping[str, str]] = {
         "temperature": "temperature_sp",
@@ -160,11 +196,6 @@ class Bioreactor(Driver):
         "rock_angle": "rock_angle_sp",
         "perfusion_rate": "perfusion_rate_sp",
     }
-
-    def __init__(self, name: str, transport: Transport, clock: Clock) -> None:
-        super().__init__(name, transport, clock)
-        #: The program end this driver caused (harvest or abort); cleared by seed().
-        self._ended: Program | None = None
 
     # -- culture ------------------------------------------------------------------
 
@@ -181,15 +212,26 @@ class Bioreactor(Driver):
                 f"{MAX_SEED_DENSITY_PER_ML:g}/mL in {volume_ml:g} mL"
             )
         await self.command("seed", cells, float(volume_ml), float(viability_pct))
-        self._ended = None
 
     async def feed(self, volume_ml: float) -> None:
-        """Add a bolus of fresh medium (up to the bag's working volume per feed)."""
+        """Add a bolus of fresh medium; refused unsent if the bag would pass its working volume.
+
+        The bolus is checked first, then the volume in the bag is read: a feed
+        that would take the culture above the profile's upper ``volume`` limit
+        raises OutOfRangeError and no feed is sent.
+        """
         limits = self.limits("volume")
         high = limits[1] if limits is not None else math.inf
         volume = _finite("volume_ml", volume_ml)
         if not 0 < volume <= high:
             raise OutOfRangeError(f"volume_ml: feed of {volume:g} mL outside (0, {high:g}] mL")
+        if limits is not None:
+            held = _float(await self.get("volume"))
+            if held + volume > high:
+                raise OutOfRangeError(
+                    f"volume_ml: feed of {volume:g} mL onto the {held:.1f} mL in the bag would "
+                    f"make {held + volume:.1f} mL, above the {high:g} mL working volume"
+                )
         await self.command("feed", volume)
 
     async def sample(self, volume_ml: float = 1.0) -> Sample:
@@ -198,14 +240,83 @@ class Bioreactor(Driver):
         vcd, viability = await self._results("sample", 2, volume)
         return Sample(vcd_per_ml=vcd, viability_pct=viability, volume_ml=volume)
 
-    async def harvest(self) -> Harvest:
-        """Drain the bag (rocker and perfusion must be stopped); ends the culture program."""
-        before = await self.program()
-        cells, volume, viability = await self._results("harvest", 3)
-        if self._ended is None and before.state is ProgramState.RUNNING:
-            number, name = STEP_HARVEST
-            self._ended = Program(ProgramState.COMPLETE, name, number, before.runtime_s)
-        return Harvest(viable_cells=cells, volume_ml=volume, viability_pct=viability)
+    async def harvest(self, *, recover_within: float = RECOVER_WITHIN_S) -> Harvest:
+        """Drain the bag (rocker and perfusion must be stopped); ends the culture program.
+
+        An empty bag is refused unsent: :class:`AlreadyHarvested` (with that
+        harvest's figures) when it was harvested, DeviceBusyError otherwise.
+        When the reply is lost (timeout, dropped link, damaged frame) the
+        harvest may have drained the bag: this waits up to ``recover_within``
+        process seconds for the link, reads the device's ``harvest_*`` tags and
+        returns them (``recovered=True``) if the harvest landed; if it did not,
+        the original error is raised, noting that the bag is untouched.
+        """
+        before = await self.read(("volume", *HARVEST_SIGNALS))
+        count = _whole(before["harvest_count"])
+        if _float(before["volume"]) <= 0:
+            if count > 0:
+                raise AlreadyHarvested(self.name, self._harvest_from(before))
+            raise DeviceBusyError(f"{self.name}: the bag is empty: nothing to harvest")
+        try:
+            cells, volume, viability = await self._results("harvest", 3)
+        except (DeviceBusyError, OutOfRangeError):
+            raise  # the device refused: the bag is as it was
+        except FlexctlError as exc:
+            return await self._recover_harvest(count, exc, recover_within)
+        return Harvest(cells, volume, viability, number=count + 1)
+
+    async def last_harvest(self) -> Harvest | None:
+        """The last harvest as the device keeps it; None if it has harvested nothing yet."""
+        values = await self.read(HARVEST_SIGNALS)
+        if _whole(values["harvest_count"]) == 0:
+            return None
+        return self._harvest_from(values)
+
+    async def _recover_harvest(self, before: int, error: FlexctlError, within: float) -> Harvest:
+        """After a harvest without a (good) reply: did it land? Its figures if so."""
+        if not await self.link_up(within):
+            error.add_note(
+                f"{self.name}: the harvest may have drained the bag and the link is still down "
+                f"after {within:g} s; the device keeps the figures: call last_harvest() once it "
+                "is back"
+            )
+            raise error
+        try:
+            values = await self.read(("volume", *HARVEST_SIGNALS))
+        except FlexctlError as exc:
+            error.add_note(
+                f"{self.name}: the harvest may have drained the bag, and reading it back failed "
+                f"({type(exc).__name__}: {exc}); the device keeps the figures: call "
+                "last_harvest()"
+            )
+            raise error from exc
+        count = _whole(values["harvest_count"])
+        if count > before:
+            harvest = self._harvest_from(values, recovered=True)
+            log.warning(
+                "harvest reply lost; figures read back from the device",
+                device=self.name,
+                error=str(error),
+                harvest=harvest.number,
+                viable_cells=harvest.viable_cells,
+                volume_ml=harvest.volume_ml,
+                viability_pct=harvest.viability_pct,
+            )
+            return harvest
+        error.add_note(
+            f"{self.name}: the harvest did not happen (harvest count still {count}, "
+            f"{_float(values['volume']):.1f} mL in the bag): it is safe to harvest again"
+        )
+        raise error
+
+    def _harvest_from(self, values: dict[str, Value], *, recovered: bool = False) -> Harvest:
+        return Harvest(
+            viable_cells=_float(values["harvest_cells"]),
+            volume_ml=_float(values["harvest_volume_ml"]),
+            viability_pct=_float(values["harvest_viability"]),
+            number=_whole(values["harvest_count"]),
+            recovered=recovered,
+        )
 
     async def culture(self) -> CultureState:
         """Temperature, DO, pH, CO2, rocking, volume, perfusion, age, status, alarms."""
@@ -219,7 +330,7 @@ class Bioreactor(Driver):
             volume_ml=_float(v["volume"]),
             perfusion_rate_ml_per_day=_float(v["perfusion_rate"]),
             culture_day=_float(v["culture_day"]),
-            status=DeviceStatus(str(v["status"])),
+            status=self.as_status(v["status"]),
             alarms=_alarms(v["alarm"]),
         )
 
@@ -352,29 +463,15 @@ class Bioreactor(Driver):
 
     # -- program and safe state -----------------------------------------------------
 
-    async def program(self) -> Program:
-        """The culture as a LADS program (see the module docstring)."""
-        return self._program(await self.read(_PROGRAM_SIGNALS))
+    async def abort(self) -> None:
+        """Abort the culture on the device, in one command.
 
-    async def wait_program_done(self, *, within: float, poll: float = 30.0) -> ProgramState:
-        """Wait until the culture is harvested (Complete) or aborted (Aborted)."""
-        done = (ProgramState.COMPLETE, ProgramState.ABORTED)
-        values = await self.wait_until(
-            _PROGRAM_SIGNALS,
-            lambda v: self._program(v).state in done,
-            within=within,
-            poll=poll,
-            what="culture harvested or aborted",
-        )
-        return self._program(values).state
-
-    def _program(self, v: Mapping[str, Value]) -> Program:
-        if self._ended is not None:
-            return self._ended
-        if _float(v["volume"]) <= 0:
-            return Program(ProgramState.STOPPED, "", 0, 0.0)
-        number, name = STEP_PERFUSION if v["perfusing"] is True else STEP_BATCH
-        return Program(ProgramState.RUNNING, name, number, _float(v["culture_day"]) * 86400.0)
+        The device stops perfusion and rocking (no pump or motor runs
+        unattended), leaves temperature and CO2 control on, and marks a running
+        culture Aborted. One command, so it cannot be half applied: if it
+        fails, the error propagates and nothing is marked.
+        """
+        await self.command("abort")
 
     async def safe_state(self, action: SafeAction) -> None:
         """Leave the culture safe when the batch holds or aborts.
@@ -382,35 +479,15 @@ class Bioreactor(Driver):
         HOLD pauses perfusion (the rate setpoint is kept, so a restart resumes
         it) and changes nothing else: temperature and CO2 stay controlled and
         the rocker keeps running, because a held culture must stay alive and
-        rocking is its only oxygen supply. ABORT stops perfusion and rocking
-        (no pump or motor runs unattended) but leaves temperature and CO2
-        control on: the cells stay warm until a person decides what to do with
-        them; the culture program reports Aborted. Every action is tried even
-        if an earlier one fails; the first failure is raised afterwards.
+        rocking is its only oxygen supply. ABORT is the device's own
+        :meth:`abort`: perfusion and rocking stop, temperature and CO2 control
+        stay on so the cells stay warm until a person decides, and the culture
+        reads Aborted; if the command fails, its error propagates.
         """
         if action is SafeAction.HOLD:
             await self.stop_perfusion()
             return
-        errors: list[FlexctlError] = []
-        before: Program | None = None
-        try:
-            before = await self.program()
-        except FlexctlError as exc:
-            errors.append(exc)
-        for name in ("stop_perfusion", "stop_rocking"):
-            try:
-                await self.command(name)
-            except FlexctlError as exc:
-                errors.append(exc)
-        if before is not None and before.state is ProgramState.RUNNING:
-            self._ended = Program(
-                ProgramState.ABORTED, before.step_name, before.step_number, before.runtime_s
-            )
-        if errors:
-            first = errors[0]
-            for other in errors[1:]:
-                first.add_note(f"also failed: {type(other).__name__}: {other}")
-            raise first
+        await self.abort()
 
     def describe(self) -> dict[str, Any]:
         """Signals, commands and what hold and abort do to this device."""
@@ -433,6 +510,10 @@ class Bioreactor(Driver):
 
 def _float(value: Value) -> float:
     return float(value)
+
+
+def _whole(value: Value) -> int:
+    return int(value)
 
 
 def _alarms(value: Value) -> tuple[str, ...]:

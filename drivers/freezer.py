@@ -8,6 +8,12 @@ and 5), so the *sample* keeps cooling at about -1 °C/min through freezing.
 The program is the device's, shaped like an OPC UA LADS ActiveProgram; a
 segment is its step.
 
+A custom profile is defined atomically on the device: :meth:`Freezer.define_profile`
+writes the segments into the device's draft and then commits the draft whole
+(``commit_profile``), so a definition that fails part way leaves the loaded
+profile as it was, complete, and :meth:`Freezer.start` can never run a
+truncated one.
+
 The door is physical and interlocked: the device refuses to start with the
 door open, and opening it mid-run aborts the run. This driver checks the door
 before it sends a start and says so. Nothing here opens or closes the door or
@@ -30,12 +36,20 @@ from drivers.base import (
     ProgramState,
     SafeAction,
 )
-from flexctl.errors import ConditionTimeout, DeviceBusyError, OutOfRangeError, ProtocolError
+from flexctl.errors import (
+    ConditionTimeout,
+    DeviceBusyError,
+    FlexctlError,
+    OutOfRangeError,
+    ProtocolError,
+)
 from flexctl.profile import Value
 
 log = structlog.get_logger("flexctl.driver.freezer")
 
 STANDARD_PROFILE = "standard_bag"
+#: What the device calls the profile define_profile loads.
+CUSTOM_PROFILE = "custom"
 #: Profiles built into the device (load them by name; "custom" is what define_profile makes).
 BUILT_IN_PROFILES: tuple[str, ...] = (STANDARD_PROFILE,)
 #: Device envelope of one segment (VIA Freeze class; simulators/models/freezer_profile.py).
@@ -149,6 +163,7 @@ class Freezer(Driver):
     required_commands: ClassVar[tuple[str, ...]] = (
         "load_profile",
         "set_segment",
+        "commit_profile",
         "start_program",
         "stop_program",
         "abort",
@@ -177,17 +192,12 @@ class Freezer(Driver):
         names = [*PROGRAM_SIGNALS, "profile_name", "segment", "segment_count", "door_closed"]
         v = await self.read([*names, "status"])
         return FreezerRun(
-            program=Program(
-                state=ProgramState(str(v["program_state"])),
-                step_name=str(v["step_name"]),
-                step_number=int(v["step_number"]),
-                runtime_s=float(v["runtime_s"]),
-            ),
+            program=self.as_program(v),
             profile_name=str(v["profile_name"]),
             segment=int(v["segment"]),
             segment_count=int(v["segment_count"]),
             door_closed=bool(v["door_closed"]),
-            status=DeviceStatus(str(v["status"])),
+            status=self.as_status(v["status"]),
         )
 
     # -- chamber setpoint (idle only) -------------------------------------------------
@@ -224,9 +234,12 @@ class Freezer(Driver):
         log.info("freezer profile started", device=self.name, profile=name)
 
     async def define_profile(self, segments: Sequence[Segment]) -> int:
-        """Write a custom profile, segment by segment; all are checked before any is sent.
+        """Define a custom profile atomically; all segments are checked before any is sent.
 
-        Returns the segment count the device reports. Start it with :meth:`start`.
+        The segments go into the device's draft one by one, then the draft is
+        committed whole. If anything fails on the way, the error propagates and
+        the device keeps the profile it had loaded (a draft is never run).
+        Returns the segment count of the loaded profile. Start it with :meth:`start`.
         """
         if not 1 <= len(segments) <= MAX_SEGMENTS:
             raise OutOfRangeError(
@@ -234,19 +247,36 @@ class Freezer(Driver):
             )
         for number, segment in enumerate(segments, start=1):
             self._check_segment(number, segment)
-        count = 0
-        for number, segment in enumerate(segments, start=1):
-            result = await self.command(
-                "set_segment",
-                number,
-                abs(float(segment.rate_c_per_min)),
-                float(segment.target_c),
-                float(segment.hold_min),
+        expected = len(segments)
+        try:
+            for number, segment in enumerate(segments, start=1):
+                result = await self.command(
+                    "set_segment",
+                    number,
+                    abs(float(segment.rate_c_per_min)),
+                    float(segment.target_c),
+                    float(segment.hold_min),
+                )
+                drafted = _count(result, self.name)
+                if drafted != number:
+                    raise ProtocolError(
+                        self.name,
+                        f"set_segment {number}: the device's draft holds {drafted} segments",
+                    )
+            await self.command("commit_profile", expected)
+        except FlexctlError as exc:
+            exc.add_note(
+                f"{self.name}: the custom profile was not committed (or its commit is "
+                "unconfirmed); the device runs only a whole profile: the one it had, or this one"
             )
-            count = _count(result, self.name)
-        if count != len(segments):
+            raise
+        v = await self.read(["segment_count", "profile_name"])
+        count = int(v["segment_count"])
+        if count != expected or str(v["profile_name"]) != CUSTOM_PROFILE:
             raise ProtocolError(
-                self.name, f"profile written with {len(segments)} segments, device reports {count}"
+                self.name,
+                f"profile committed with {expected} segments, device reports "
+                f"{v['profile_name']} with {count}",
             )
         return count
 
@@ -277,7 +307,7 @@ class Freezer(Driver):
             poll=poll,
             what="freeze program done",
         )
-        return ProgramState(str(values["program_state"]))
+        return self.as_program_state(values["program_state"])
 
     async def follow_run(self, *, within: float, every: float = 30.0) -> FreezeRecord:
         """Record chamber vs sample every ``every`` s until the program ends.
@@ -300,7 +330,7 @@ class Freezer(Driver):
                     sample_c=float(v["sample_temperature"]),
                 )
             )
-            state = ProgramState(str(v["program_state"]))
+            state = self.as_program_state(v["program_state"])
             if state is not ProgramState.RUNNING:
                 return FreezeRecord(tuple(samples), state)
             if self.clock.now() >= deadline:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from drivers.base import DeviceStatus, ProgramState, SafeAction
-from drivers.bioreactor import Bioreactor, CultureState
+from drivers.bioreactor import AlreadyHarvested, Bioreactor, CultureState, Harvest
 from drivers.registry import driver_class
 from flexctl.clock import VirtualClock
 from flexctl.errors import (
@@ -25,7 +25,7 @@ from flexctl.errors import (
     ProtocolError,
 )
 from flexctl.resources import shipped_profile
-from flexctl.transports.base import ConnectionState, TransportOptions
+from flexctl.transports.base import CommandAddress, ConnectionState, TransportOptions
 from flexctl.transports.registry import check_profile
 from flexctl.twins import FAMILY, KINDS, Pair, twin_pair
 from simulators.models import bioreactor as twin
@@ -34,6 +34,7 @@ from simulators.models.bioreactor_kinetics import janas_perfusion_rate
 
 OPTIONS = TransportOptions(timeout=0.5, connect_timeout=2.0, backoff_initial=0.2, backoff_max=2.0)
 REJECTED_CODE = {"opcua": 0x803C0000, "modbus-tcp": 3, "modbus-rtu": 3, "serial": 3}
+FAULT_CODE = {"opcua": 0x80020000, "modbus-tcp": 4, "modbus-rtu": 4, "serial": 4}
 RECOVER_S = 15.0  # wall seconds a link may take to come back; never a sleep
 
 HOUR = 3600.0
@@ -103,6 +104,13 @@ async def test_profile_binds_the_twin_and_describe_says_what_it_is(
         assert d["commands"]["start_perfusion"]["args"] == ["rate_ml_per_day"]
         assert "rocking left running" in d["safe_state"]["hold"]
         assert "temperature and CO2 control left on" in d["safe_state"]["abort"]
+        assert d["commands"]["abort"]["args"] == []
+        assert d["signals"]["program_state"]["enum"] == [
+            "stopped",
+            "running",
+            "complete",
+            "aborted",
+        ]
         assert [s["name"] for s in d["program_steps"]] == ["batch", "perfusion", "harvest"]
         # an empty bag: the tray is warm and gassed, nothing runs
         assert await r.driver.status() is DeviceStatus.IDLE
@@ -196,11 +204,31 @@ async def test_alarm_text_when_none(kind: str, vclock: VirtualClock) -> None:
 
 
 @each_kind
+async def test_feed_that_would_overfill_is_refused_unsent(kind: str, vclock: VirtualClock) -> None:
+    """Review (feed_overfill.py): 900 mL onto 500 mL was accepted, 1400 mL against [300, 1000]."""
+    async with rig(kind, vclock) as r:
+        d = r.driver
+        await d.seed(2.5e8, 500.0)
+        before = vclock.requests
+        with pytest.raises(OutOfRangeError, match="above the 1000 mL working volume"):
+            await d.feed(900.0)
+        assert vclock.requests == before + 1  # the volume was read; no feed went out
+        assert r.model.culture.volume_ml == 500.0
+        await d.feed(450.0)  # within: sent
+        assert r.model.culture.volume_ml == pytest.approx(950.0)
+        with pytest.raises(OutOfRangeError, match="would make 10"):
+            await d.feed(60.0)
+        assert r.model.culture.volume_ml == pytest.approx(950.0)
+
+
+@each_kind
 async def test_feed_beyond_working_volume_raises_overfill(kind: str, vclock: VirtualClock) -> None:
     async with rig(kind, vclock) as r:
         await seeded(r, settle=False)
         glucose_before = r.model.culture.glucose_g_per_l
-        await r.driver.feed(150.0)
+        with pytest.raises(OutOfRangeError):
+            await r.driver.feed(150.0)  # the driver keeps to the working volume ...
+        await r.driver.command("feed", 150.0)  # ... a feed past it (made at the device) warns
         await vclock.sleep(60.0)
         state = await r.driver.culture()
         assert state.volume_ml == pytest.approx(1150.0, abs=2.0)
@@ -243,7 +271,7 @@ async def test_set_and_wait_settles_or_times_out(kind: str, vclock: VirtualClock
         # CO2 with an explicit band
         await d.set_co2(7.0, within=2 * HOUR, tolerance=0.1)
         assert r.model.culture.co2_pct == pytest.approx(7.0, abs=0.12)
-        # rocking: reached at once while the rocker runs
+        # rocking: the motor gets there in seconds (2 rpm/s, 1 deg/s), polled every 10 s
         await d.set_rocking(20.0, 8.0, within=60.0)
         assert (await d.reading("rock_rate")).value == 20.0
         assert (await d.reading("rock_angle")).value == 8.0
@@ -426,11 +454,12 @@ async def test_device_refusals_are_typed(
         assert caught.value.code == REJECTED_CODE[kind]
         assert r.model.read("temperature_sp") == 37.0
         assert d.transport.state is ConnectionState.CONNECTED
-        # a command the device refuses: the feed would overfill the 2 L bag
+        # a command the device refuses: the feed would overfill the 2 L bag (sent past
+        # the driver, which refuses anything above the 1 L working volume itself)
         await seeded(r, settle=False)
-        await d.feed(1000.0)
+        await d.command("feed", 1000.0)
         with pytest.raises(ProtocolError) as caught:
-            await d.feed(1.0)
+            await d.command("feed", 1.0)
         assert caught.value.code == REJECTED_CODE[kind]
         assert r.model.culture.volume_ml == pytest.approx(2000.0)
         # busy: the rocker already runs, the bag is not empty
@@ -439,3 +468,169 @@ async def test_device_refusals_are_typed(
         with pytest.raises(DeviceBusyError):
             await d.seed(5e8, 1000.0, 95.0)
         assert r.model.culture.volume_ml == pytest.approx(2000.0)
+
+
+# -- review regressions: a lost harvest reply, the program on the device, abort, rocker ----
+
+
+def _harvest_call_goes_wrong(
+    r: Rig, monkeypatch: pytest.MonkeyPatch, fault: Callable[[], None]
+) -> list[str]:
+    """Apply ``fault`` to the server just before the harvest command goes out (once)."""
+    transport = r.pair.transport
+    real_call = transport.call
+    seen: list[str] = []
+
+    async def call(command: CommandAddress, args: Any = ()) -> list[Any]:
+        if command.name == "harvest" and not seen:
+            seen.append(command.name)
+            fault()
+        try:
+            return await real_call(command, args)
+        finally:
+            if seen == ["harvest"]:
+                seen.append("done")
+                if r.pair.server.faults.error is not None:
+                    r.pair.server.faults.clear()  # the device's error was for this call only
+
+    monkeypatch.setattr(transport, "call", call)
+    return seen
+
+
+async def _ready_to_harvest(r: Rig) -> float:
+    await r.driver.seed(2.5e8, 500.0)
+    await r.driver.start_rocking()
+    await r.clock.sleep(DAY)
+    await r.driver.stop_rocking()
+    c = r.model.culture
+    return c.xv_per_ml * c.volume_ml
+
+
+@each_kind
+async def test_a_harvest_whose_reply_is_lost_is_read_back_from_the_device(
+    kind: str, vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (harvest_lost.py): the bag drained, the reply damaged, the figures were lost."""
+    async with rig(kind, vclock) as r:
+        d = r.driver
+        true_cells = await _ready_to_harvest(r)
+        viability = r.model.culture.viability_pct
+
+        def damage_the_reply() -> None:
+            r.pair.server.faults.corrupt = 1
+
+        seen = _harvest_call_goes_wrong(r, monkeypatch, damage_the_reply)
+        product = await d.harvest()
+        assert seen == ["harvest", "done"]
+        assert r.model.harvest_count == 1 and r.model.culture.volume_ml == 0.0
+        print(f"\n[{kind}] harvest reply damaged; read back: {product}")
+        assert product.recovered is True and product.number == 1
+        assert product.viable_cells == pytest.approx(true_cells, rel=1e-6)
+        assert product.volume_ml == pytest.approx(500.0)
+        assert product.viability_pct == pytest.approx(viability, rel=1e-6)
+        assert d.transport.state is ConnectionState.CONNECTED
+        assert (await d.program()).state is ProgramState.COMPLETE
+        assert await d.last_harvest() == Harvest(
+            product.viable_cells, product.volume_ml, product.viability_pct, number=1
+        )
+        # a retry on the harvested bag says so, with the figures, and sends nothing
+        before = vclock.requests
+        with pytest.raises(AlreadyHarvested, match="already harvested") as caught:
+            await d.harvest()
+        assert vclock.requests == before + 1  # one read
+        assert isinstance(caught.value, DeviceBusyError)
+        assert caught.value.harvest.viable_cells == product.viable_cells
+        assert caught.value.harvest.number == 1
+
+
+@each_kind
+async def test_a_harvest_the_device_never_ran_says_it_is_safe_to_retry(
+    kind: str, vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with rig(kind, vclock) as r:
+        d = r.driver
+        assert await d.last_harvest() is None
+        await _ready_to_harvest(r)
+
+        def refuse() -> None:
+            r.pair.server.faults.error = FAULT_CODE[kind]
+
+        _harvest_call_goes_wrong(r, monkeypatch, refuse)
+        with pytest.raises(ProtocolError) as caught:
+            await d.harvest()
+        notes = " ".join(getattr(caught.value, "__notes__", []))
+        assert "did not happen" in notes and "safe to harvest again" in notes
+        assert r.model.harvest_count == 0 and r.model.culture.volume_ml > 0
+        assert (await d.program()).state is ProgramState.RUNNING
+        product = await d.harvest()  # the retry drains the bag
+        assert (product.recovered, product.number) == (False, 1)
+        assert product.volume_ml == pytest.approx(500.0)
+
+
+@each_kind
+async def test_the_program_end_is_the_devices_and_survives_a_new_driver(
+    kind: str, vclock: VirtualClock
+) -> None:
+    """Review: an aborted culture read as Running after a supervisor restart."""
+    async with rig(kind, vclock) as r:
+        await seeded(r, settle=False)
+        await r.driver.start_perfusion(500.0)
+        await vclock.sleep(HOUR)
+        before = vclock.requests
+        await r.driver.safe_state(SafeAction.ABORT)
+        assert vclock.requests == before + 1  # one command: it cannot be half applied
+        # a restarted supervisor builds a new driver: it reads the same program
+        restarted = Bioreactor("bioreactor", r.pair.transport, vclock)
+        aborted = await restarted.program()
+        assert (aborted.state, aborted.step_name, aborted.step_number) == (
+            ProgramState.ABORTED,
+            "perfusion",
+            2,
+        )
+        assert aborted.runtime_s == pytest.approx(HOUR, abs=1.0)
+        assert r.model.read("program_state") == "aborted"
+        assert await restarted.wait_program_done(within=0.0) is ProgramState.ABORTED
+        assert not hasattr(restarted, "_ended")
+
+
+@each_kind
+async def test_a_failed_abort_propagates_and_marks_nothing(kind: str, vclock: VirtualClock) -> None:
+    """Review: safe_state(ABORT) marked Aborted even when stopping the pumps failed."""
+    async with rig(kind, vclock) as r:
+        d = r.driver
+        await seeded(r, settle=False)
+        await d.start_perfusion(500.0)
+        r.pair.server.faults.error = FAULT_CODE[kind]
+        with pytest.raises(ProtocolError) as caught:
+            await d.safe_state(SafeAction.ABORT)
+        assert caught.value.code == FAULT_CODE[kind]
+        r.pair.server.faults.clear()
+        m = r.model
+        assert (m.read("perfusing"), m.read("rocking")) == (True, True)
+        running = await d.program()
+        assert (running.state, running.step_name) == (ProgramState.RUNNING, "perfusion")
+        await d.abort()  # tried again, it lands whole
+        assert (m.read("perfusing"), m.read("rocking")) == (False, False)
+        assert (await d.program()).state is ProgramState.ABORTED
+
+
+@each_kind
+async def test_set_rocking_waits_for_the_motor(kind: str, vclock: VirtualClock) -> None:
+    """Review: the rocker read back its setpoint at once, so a wait for it meant nothing."""
+    async with rig(kind, vclock) as r:
+        d = r.driver
+        await seeded(r, settle=False)
+        await vclock.sleep(60.0)
+        assert (await d.reading("rock_rate")).value == 15.0
+        start = vclock.now()
+        await d.set_rocking(30.0, 10.0)  # no wait: the motor is still on its way
+        moving = await d.reading("rock_rate")
+        assert moving.target == 30.0 and _num(moving.value) < 16.0
+        await d.set_rocking(30.0, 10.0, within=60.0, poll=1.0)
+        took = vclock.now() - start
+        # 15 -> 30 rpm at 2 rpm/s is 7.5 s (the angle takes 4 s); polled every second
+        assert 7.0 <= took <= 9.0
+        assert (await d.reading("rock_rate")).value == 30.0
+        assert (await d.reading("rock_angle")).value == 10.0
+        with pytest.raises(ConditionTimeout):
+            await d.set_rocking(2.0, 2.0, within=5.0, poll=1.0)  # 14 s of travel

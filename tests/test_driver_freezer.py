@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -27,7 +28,7 @@ from flexctl.errors import (
 )
 from flexctl.profile import load_profile
 from flexctl.resources import shipped_file, shipped_profile
-from flexctl.transports.base import TransportOptions
+from flexctl.transports.base import CommandAddress, TransportOptions
 from flexctl.transports.registry import check_profile, create_transport
 from simulators.models.freezer import FreezerModel
 from simulators.models.freezer_profile import STANDARD_BAG
@@ -299,6 +300,7 @@ async def test_describe(kind: str, vclock: VirtualClock) -> None:
         assert set(info["commands"]) == {
             "load_profile",
             "set_segment",
+            "commit_profile",
             "start_program",
             "stop_program",
             "abort",
@@ -336,6 +338,52 @@ async def test_device_refusals_are_typed(kind: str, vclock: VirtualClock) -> Non
         assert (await freezer.program()).state is ProgramState.RUNNING
         await freezer.stop()
         assert await freezer.wait_done(within=0.0) is ProgramState.STOPPED
+
+
+@ALL_KINDS
+async def test_a_definition_cut_short_never_leaves_a_truncated_profile(
+    kind: str, vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a failed define_profile left a truncated profile that start() would run.
+
+    The fix is on the device: segments go into a draft, and the draft is
+    committed whole (commit_profile), so the loaded profile is either the old
+    one or the whole new one.
+    """
+    async with freezer_on(kind, vclock) as (freezer, model, pair):
+        transport = pair.transport
+        real_call = transport.call
+
+        async def call(command: CommandAddress, args: Any = ()) -> list[Any]:
+            # the link fails as segment 3 goes out: the device answers with a fault
+            if command.name == "set_segment" and args and args[0] == 3:
+                pair.server.faults.error = FAULT_CODE[kind]
+            try:
+                return await real_call(command, args)
+            finally:
+                pair.server.faults.clear()
+
+        monkeypatch.setattr(transport, "call", call)
+        segments = [Segment(0.0, 4.0, 1.0), Segment(10.0, -20.0, 2.0), Segment(5.0, -60.0)]
+        with pytest.raises(ProtocolError) as caught:
+            await freezer.define_profile(segments)
+        assert "not committed" in " ".join(getattr(caught.value, "__notes__", []))
+        run = await freezer.run_state()
+        assert (run.profile_name, run.segment_count) == ("standard_bag", 8)  # untouched
+        # start() runs the whole profile the device holds, never segments 1-2 of the new one
+        await freezer.start()
+        running = await freezer.run_state()
+        assert (running.program.step_name, running.segment_count) == ("equilibrate", 8)
+        await freezer.stop()
+        monkeypatch.undo()
+        assert await freezer.define_profile(segments) == 3
+        run = await freezer.run_state()
+        assert (run.profile_name, run.segment_count) == ("custom", 3)
+        # a commit that does not match the draft is refused by the device itself
+        with pytest.raises(ProtocolError) as refused:
+            await freezer.command("commit_profile", 2)
+        assert refused.value.code == REJECTED_CODE[kind]
+        assert model.read("segment_count") == 3
 
 
 @ALL_KINDS

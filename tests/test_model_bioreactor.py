@@ -23,6 +23,7 @@ from simulators.models.bioreactor import (
     BioreactorModel,
 )
 from simulators.models.bioreactor_kinetics import Culture, janas_perfusion_rate, kla_per_h
+from simulators.models.program import PROGRAM_STATES
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -151,7 +152,10 @@ async def test_do_falls_when_rocking_stops_at_high_density_and_recovers(
     await vclock.sleep(3 * HOUR)
     rocking_do = _num(model, "do")
     model.call("stop_rocking", [])
-    assert model.read("rock_rate") == 0.0 and model.read("rocking") is False
+    assert model.read("rocking") is False
+    assert model.read("rock_rate") == 15.0  # the motor runs down over seconds
+    await vclock.sleep(10.0)
+    assert model.read("rock_rate") == 0.0 and model.read("rock_angle") == 0.0
     await vclock.sleep(2 * HOUR)
     still_do = _num(model, "do")
     alarm = model.read("alarm")
@@ -290,6 +294,135 @@ def test_janas_schedule() -> None:
         janas_perfusion_rate(-1.0)
     with pytest.raises(OutOfRangeError):
         janas_perfusion_rate(math.nan)
+
+
+# -- the culture program, the harvest record and the rocker -------------------------------
+
+
+def _program(model: BioreactorModel) -> tuple[Value, ...]:
+    return tuple(model.read(t) for t in ("program_state", "step_name", "step_number"))
+
+
+async def test_the_culture_program_lives_in_the_device(vclock: VirtualClock) -> None:
+    """Review: the program end lived in the driver; now the device keeps it, like the others."""
+    model = BioreactorModel(vclock, seed=2)
+    assert _program(model) == ("stopped", "", 0) and model.read("runtime_s") == 0.0
+    await vclock.sleep(HOUR)
+    model.call("seed", [5e8, 1000.0, 95.0])
+    model.call("start_rocking", [])
+    assert _program(model) == ("running", "batch", 1)
+    await vclock.sleep(DAY)
+    model.call("start_perfusion", [500.0])
+    assert _program(model) == ("running", "perfusion", 2)
+    assert model.read("runtime_s") == pytest.approx(DAY)
+    model.call("stop_perfusion", [])  # a hold: back to batch
+    assert _program(model) == ("running", "batch", 1)
+    model.call("start_perfusion", [500.0])
+    await vclock.sleep(HOUR)
+    # abort: pumps and motor stop, temperature and CO2 control stay, the program says so
+    assert model.call("abort", []) == []
+    assert _program(model) == ("aborted", "perfusion", 2)
+    assert (model.read("perfusing"), model.read("rocking")) == (False, False)
+    assert (model.read("temperature_sp"), model.read("co2_sp")) == (37.0, 5.0)
+    assert model.read("perfusion_rate_sp") == 500.0
+    runtime = model.read("runtime_s")
+    assert runtime == pytest.approx(DAY + HOUR)
+    await vclock.sleep(6 * HOUR)
+    assert model.read("runtime_s") == runtime  # frozen at the end
+    assert model.culture.temperature_c == pytest.approx(37.0, abs=0.1)
+    model.call("abort", [])  # idempotent
+    assert _program(model) == ("aborted", "perfusion", 2)
+    with pytest.raises(OutOfRangeError):
+        model.call("abort", [1.0])
+    with pytest.raises(DeviceBusyError):
+        model.call("seed", [5e8, 500.0, 95.0])  # the aborted culture is still in the bag
+    # a person drains the aborted culture: it stays aborted, the product is recorded
+    cells, volume, _ = (float(v) for v in model.call("harvest", []))
+    assert _program(model) == ("aborted", "perfusion", 2)
+    assert model.read("harvest_count") == 1 and model.read("harvest_cells") == cells
+    # a new culture is a new run
+    model.call("seed", [2.5e8, 500.0, 95.0])
+    assert _program(model) == ("running", "batch", 1)
+    assert model.read("runtime_s") == 0.0
+    model.call("harvest", [])
+    assert _program(model) == ("complete", "harvest", 3)
+    assert volume == pytest.approx(1000.0)
+
+
+async def test_the_last_harvest_is_kept_and_a_second_harvest_says_why_not(
+    vclock: VirtualClock,
+) -> None:
+    """Review: a harvest whose reply is lost must not lose the product's figures."""
+    model = _seeded(vclock, vcd=1e6, volume=600.0)
+    assert [model.read(t) for t in ("harvest_count", "harvest_cells")] == [0, 0.0]
+    with pytest.raises(DeviceBusyError, match="stop rocking"):
+        model.call("harvest", [])
+    model.call("stop_rocking", [])
+    await vclock.sleep(2 * DAY)
+    true_cells = model.culture.xv_per_ml * model.culture.volume_ml
+    viability = model.culture.viability_pct
+    product = model.call("harvest", [])
+    assert product == [true_cells, 600.0, viability]
+    kept = [model.read(t) for t in ("harvest_cells", "harvest_volume_ml", "harvest_viability")]
+    assert kept == product and model.read("harvest_count") == 1
+    await vclock.sleep(DAY)
+    assert [model.read(t) for t in ("harvest_cells", "harvest_volume_ml")] == product[:2]
+    with pytest.raises(DeviceBusyError, match=r"already harvested \(harvest 1: "):
+        model.call("harvest", [])
+    fresh = BioreactorModel(vclock)
+    with pytest.raises(DeviceBusyError, match="nothing to harvest"):
+        fresh.call("harvest", [])
+    # a sample may not drain the bag (that is a harvest)
+    model.call("seed", [1e8, 300.0, 95.0])
+    for _ in range(5):
+        model.call("sample", [50.0])
+    with pytest.raises(OutOfRangeError, match="harvest instead"):
+        model.call("sample", [50.0])
+    assert model.culture.volume_ml == pytest.approx(50.0)
+
+
+async def test_the_rocker_slews_to_its_setpoints_over_seconds(vclock: VirtualClock) -> None:
+    """Review: rate and angle read back the setpoint at once, so waiting meant nothing."""
+    model = BioreactorModel(vclock)
+    model.call("seed", [5e8, 1000.0, 95.0])
+    model.call("start_rocking", [])
+    assert (model.read("rock_rate"), model.read("rock_angle")) == (0.0, 0.0)
+    await vclock.sleep(3.0)
+    assert (model.read("rock_rate"), model.read("rock_angle")) == (6.0, 3.0)  # 2 rpm/s, 1 deg/s
+    await vclock.sleep(4.0)
+    assert (model.read("rock_rate"), model.read("rock_angle")) == (14.0, 6.0)
+    await vclock.sleep(0.5)
+    assert model.read("rock_rate") == 15.0
+    model.write("rock_rate_sp", 25.0)  # from where it is, at the same speed
+    await vclock.sleep(2.5)
+    assert model.read("rock_rate") == 20.0
+    model.write("rock_rate_sp", 10.0)  # reversed mid-ramp
+    await vclock.sleep(2.0)
+    assert model.read("rock_rate") == 16.0
+    await vclock.sleep(60.0)
+    assert model.read("rock_rate") == 10.0
+    model.write("rock_angle_sp", 12.0)
+    model.call("stop_rocking", [])  # a stopped rocker heads for rest, not the new setpoint
+    await vclock.sleep(1.0)
+    assert (model.read("rock_rate"), model.read("rock_angle")) == (8.0, 5.0)
+    await vclock.sleep(10.0)
+    assert (model.read("rock_rate"), model.read("rock_angle")) == (0.0, 0.0)
+
+    # the axes are a closed form of the command times: reading changes nothing
+    polled, quiet = BioreactorModel(vclock, seed=5), BioreactorModel(vclock, seed=5)
+    for m in (polled, quiet):
+        m.write("rock_rate_sp", 33.0)
+        m.call("start_rocking", [])
+    for _ in range(7):
+        await vclock.sleep(1.3)
+        polled.read("rock_rate")
+        polled.read("rock_angle")
+    for m in (polled, quiet):
+        m.write("rock_rate_sp", 4.0)
+    await vclock.sleep(2.2)
+    assert [polled.read(t) for t in ("rock_rate", "rock_angle")] == [
+        quiet.read(t) for t in ("rock_rate", "rock_angle")
+    ]
 
 
 # -- determinism ------------------------------------------------------------------------
@@ -447,7 +580,9 @@ _actions = st.one_of(
     st.tuples(
         st.just("seed"), st.floats(1e5, 3e7), st.floats(300.0, 1000.0), st.floats(50.0, 100.0)
     ),
-    st.tuples(st.sampled_from(["start_rocking", "stop_rocking", "stop_perfusion", "harvest"])),
+    st.tuples(
+        st.sampled_from(["start_rocking", "stop_rocking", "stop_perfusion", "harvest", "abort"])
+    ),
     st.tuples(st.just("start_perfusion"), st.floats(0.0, 2000.0)),
     st.tuples(st.just("feed"), st.floats(1.0, 1500.0)),
     st.tuples(st.just("sample"), st.floats(0.1, 50.0)),
@@ -470,6 +605,14 @@ def _check_invariants(model: BioreactorModel) -> None:
     assert model.read("status") in STATUSES
     ph = _num(model, "ph")
     assert ph == 0.0 or 5.0 <= ph <= 9.6
+    # the culture program: running only with a culture; a culture is running or aborted
+    state = model.read("program_state")
+    assert state in PROGRAM_STATES
+    if state == "running":
+        assert c.volume_ml > 0
+    if c.volume_ml > 0:
+        assert state in ("running", "aborted")
+    assert 0.0 <= _num(model, "rock_rate") <= 40.0
 
 
 async def _play(actions: list[tuple[object, ...]]) -> None:

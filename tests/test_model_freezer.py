@@ -155,6 +155,10 @@ async def test_custom_profile_is_followed_by_the_chamber(vclock: VirtualClock) -
     segments = [(2.0, -10.0, 5.0), (-5.0, -40.0, 5.0), (0.0, 10.0, 2.0)]
     for index, (rate, target, hold) in enumerate(segments, start=1):
         assert model.call("set_segment", [index, rate, target, hold]) == [index]
+    # a draft: the loaded profile changes only on commit, and then all at once
+    assert model.read("profile_name") == "standard_bag"
+    assert model.read("segment_count") == 8
+    assert model.call("commit_profile", [3]) == []
     assert model.read("profile_name") == "custom"
     assert model.read("segment_count") == 3
 
@@ -193,9 +197,34 @@ async def test_custom_profile_is_followed_by_the_chamber(vclock: VirtualClock) -
     assert model.read("segment") == 3
 
 
+async def test_a_profile_is_loaded_whole_or_not_at_all(vclock: VirtualClock) -> None:
+    """A definition cut short (review: a truncated profile start() would run) loads nothing."""
+    model = FreezerModel(vclock)
+    model.call("set_segment", [1, 0.0, 4.0, 1.0])
+    model.call("set_segment", [2, 1.0, -20.0, 0.0])
+    # segment 3 never arrives: committing three is refused, the loaded profile is intact
+    with pytest.raises(OutOfRangeError, match="draft holds 2"):
+        model.call("commit_profile", [3])
+    assert (model.read("profile_name"), model.read("segment_count")) == ("standard_bag", 8)
+    model.start_program()
+    assert model.read("step_name") == "equilibrate"  # the whole standard profile runs
+    with pytest.raises(DeviceBusyError):
+        model.call("commit_profile", [2])
+    model.stop_program()
+    # a new definition starts a new draft at segment 1
+    assert model.call("set_segment", [1, 5.0, -10.0, 0.0]) == [1]
+    with pytest.raises(OutOfRangeError):
+        model.call("commit_profile", [0])
+    model.call("commit_profile", [1])
+    assert (model.read("profile_name"), model.read("segment_count")) == ("custom", 1)
+    with pytest.raises(OutOfRangeError, match="draft holds 0"):
+        model.call("commit_profile", [1])  # a commit empties the draft
+
+
 async def test_plain_ramp_through_freezing_raises_rate_deviation(vclock: VirtualClock) -> None:
     model = FreezerModel(vclock, seed=3)
     model.set_segment(1, 1.0, -60.0, 0.0)  # no nucleation compensation
+    model.commit_profile(1)
     await _run_standard(vclock, model, every_s=300.0)
     print(f"\nfreezer plain -1 °C/min ramp: alarm {model.read('alarm')!r}")
     assert "RATE_DEVIATION" in str(model.read("alarm"))
@@ -255,6 +284,7 @@ _ACTIONS = st.one_of(
         st.floats(-110.0, 45.0),
         st.floats(0.0, 30.0),
     ),
+    st.tuples(st.just("commit_profile"), st.integers(0, 6)),
     st.tuples(st.just("load_bag"), st.floats(0.0, 300.0), st.floats(-200.0, 45.0)),
     st.tuples(st.just("chamber_sp"), st.floats(-120.0, 50.0)),
 )
@@ -272,6 +302,7 @@ def _check_invariants(model: FreezerModel) -> None:
     assert values["status"] in STATUSES
     segment, count = values["segment"], values["segment_count"]
     assert isinstance(segment, int) and isinstance(count, int) and 0 <= segment <= 20
+    assert 1 <= count <= 20  # a loaded profile is never empty
     runtime = values["runtime_s"]
     assert isinstance(runtime, float) and runtime >= 0.0
 

@@ -9,6 +9,13 @@ there. Reading every second or every hour therefore gives the same trajectory.
 Noise (from ``random.Random(seed)``) is added only to reported values; sample
 counts draw from a second generator, so polling does not change them.
 
+The rocker motor is the one thing faster than the grid: it slews to a new rate
+at 2 rpm/s and to a new angle at 1 deg/s [A] (0 to 15 rpm in 7.5 s) from the
+moment of the command, so a wait for the rocker's speed waits for something.
+Its position is a closed form of the command times, so reading it changes
+nothing; the kinetics use the setpoints while it rocks (a ramp of seconds is
+far below the 60 s grid). The perfusion pumps reach their rate at once.
+
 Tags (profile signal names equal these names; limits are the envelope, [V] domain.md 1.1):
 
 =================  ======  ======  ========  ===========================================
@@ -20,9 +27,11 @@ do                 float   %       no        DO, % air saturation, sd 0.5; 0 whe
 ph                 float   pH      no        sd 0.01; 0 when empty (dry sensor spot)
 co2                float   %       no        headspace CO2, sd 0.02
 co2_sp             float   %       yes       0..10, default 5
-rock_rate          float   rpm     no        actual: rock_rate_sp while rocking, else 0
+rock_rate          float   rpm     no        actual: slews to rock_rate_sp (2 rpm/s)
+                                             while rocking, to 0 when stopped
 rock_rate_sp       float   rpm     yes       2..40, default 15
-rock_angle         float   deg     no        actual: rock_angle_sp while rocking, else 0
+rock_angle         float   deg     no        actual: slews to rock_angle_sp (1 deg/s)
+                                             while rocking, to 0 when stopped
 rock_angle_sp      float   deg     yes       2..12, default 6
 rocking            bool            no        the rocker runs
 perfusing          bool            no        the perfusion pumps run
@@ -38,7 +47,24 @@ sample_viability   float   %       no        viability of the last sample (0: no
 culture_day        float   d       no        days since seeding; 0 when empty
 status             enum            no        idle | busy | warn | error
 alarm              string          no        active alarms, comma-separated; "" if none
+program_state      enum            no        stopped | running | complete | aborted
+step_name          string          no        "batch", "perfusion", "harvest" ("" before)
+step_number        int             no        1, 2, 3 (0 before the first seed)
+runtime_s          float   s       no        since seeding, frozen at harvest or abort
+harvest_count      int             no        harvests since power-on (0: none yet)
+harvest_cells      float   cells   no        viable cells drained by the last harvest
+harvest_volume_ml  float   mL      no        volume drained by the last harvest
+harvest_viability  float   %       no        viability of the last harvest
 =================  ======  ======  ========  ===========================================
+
+The culture is the device's program, shaped like an OPC UA LADS ActiveProgram
+(:mod:`simulators.models.program`, domain.md 3.3): ``running`` from seeding, in
+step 1 "batch", step 2 "perfusion" while the pumps run; ``complete`` (step 3
+"harvest") once harvested; ``aborted`` after ``abort()``, and an aborted
+culture stays aborted when it is drained. The state lives here, in the device,
+so any client (a restarted supervisor) reads the same. The ``harvest_*`` tags
+keep the last product's figures until the next harvest, so a harvest whose
+reply was lost on the wire can still be read back.
 
 ``perfusing`` is a tag beyond the issue's list: with ``rocking`` it tells a
 driver which pumps run, since ``perfusion_rate_sp`` may be 0 while they do.
@@ -64,10 +90,15 @@ stop_perfusion()                    no-op if stopped
 feed(volume_ml)                     fresh medium bolus (22 °C); busy if empty; refused if
                                     the bag would hold more than its nominal volume
 sample(volume_ml)                   0.1..50 mL -> [viable cells/mL, viability %], 5 % CV
-                                    (sd 1 point); busy if empty, refused if above content
+                                    (sd 1 point); busy if empty, refused unless culture
+                                    is left in the bag (draining it is a harvest)
 harvest()                           drain -> [viable cells, volume mL, viability %], true
-                                    values (the product handed on); busy while rocking
-                                    or perfusing, or if empty
+                                    values (the product handed on, also kept in the
+                                    harvest_* tags); busy while rocking or perfusing, or
+                                    if empty (the message says if it was harvested)
+abort()                             stop perfusion and rocking, keep temperature and CO2
+                                    control, mark a running culture aborted; always
+                                    accepted (idempotent)
 ==================================  =======================================================
 
 Working volume is 15-50 % of the bag (0.3-1 L in a 2 L bag, domain.md 1.1);
@@ -96,6 +127,7 @@ from simulators.models.bioreactor_kinetics import (
     ph,
     temperature_tau_h,
 )
+from simulators.models.program import COMMON_TAGS, ProgramRun, ProgramState
 
 STEP_S = 60.0  # integration grid, process seconds
 MEDIUM_DENSITY_G_PER_ML = 1.007  # culture medium at 37 °C [A]
@@ -118,6 +150,12 @@ PH_HIGH = 7.6
 TEMP_DEVIATION_TAUS = 3.0
 COUNTER_CV = 0.05  # a cell counter's ~5 % CV
 VIABILITY_SD_PCT = 1.0
+ROCK_RATE_SLEW_RPM_PER_S = 2.0  # the rocker motor's acceleration [A]
+ROCK_ANGLE_SLEW_DEG_PER_S = 1.0  # [A]
+
+STEP_BATCH = ("batch", 1)
+STEP_PERFUSION = ("perfusion", 2)
+STEP_HARVEST = ("harvest", 3)
 
 _SETPOINTS: dict[str, tuple[float, float]] = {
     "temperature_sp": TEMPERATURE_SP_LIMITS,
@@ -145,8 +183,11 @@ _READ_ONLY = frozenset(
         "sample_vcd",
         "sample_viability",
         "culture_day",
-        "status",
-        "alarm",
+        "harvest_count",
+        "harvest_cells",
+        "harvest_volume_ml",
+        "harvest_viability",
+        *COMMON_TAGS,
     }
 )
 TAGS = frozenset(_SETPOINTS) | _READ_ONLY
@@ -160,6 +201,7 @@ METHODS = frozenset(
         "feed",
         "sample",
         "harvest",
+        "abort",
     }
 )
 STATUSES = ("idle", "busy", "warn", "error")
@@ -169,6 +211,30 @@ class ProcessTime(Protocol):
     """All the model asks of a clock (any :class:`flexctl.clock.Clock` fits)."""
 
     def now(self) -> float: ...
+
+
+class Slew:
+    """A motor axis moving at a fixed speed towards its target, in closed form."""
+
+    def __init__(self, speed_per_s: float) -> None:
+        self.speed = speed_per_s
+        self.since = 0.0
+        self.origin = 0.0
+        self.target = 0.0
+
+    def at(self, now: float) -> float:
+        """Where the axis is at ``now`` (it never overshoots its target)."""
+        travel = self.speed * max(0.0, now - self.since)
+        gap = self.target - self.origin
+        if abs(gap) <= travel:
+            return self.target
+        return self.origin + math.copysign(travel, gap)
+
+    def go(self, now: float, target: float) -> None:
+        """Head for ``target`` from wherever the axis is at ``now``."""
+        self.origin = self.at(now)
+        self.since = now
+        self.target = target
 
 
 class BioreactorModel:
@@ -201,7 +267,12 @@ class BioreactorModel:
             "perfusion_rate_sp": 0.0,
         }
         self._rocking = False
+        self._rate_axis = Slew(ROCK_RATE_SLEW_RPM_PER_S)
+        self._angle_axis = Slew(ROCK_ANGLE_SLEW_DEG_PER_S)
         self._perfusing = False
+        self.program = ProgramRun()
+        self.harvest_count = 0
+        self._last_harvest: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._sample_vcd = 0.0
         self._sample_viability = 0.0
         self._seeded_at = 0.0  # clock time of seeding
@@ -214,8 +285,8 @@ class BioreactorModel:
             "do": self._read_do,
             "ph": self._read_ph,
             "co2": lambda: round(max(0.0, self._culture.co2_pct + self._noise(0.02)), 2),
-            "rock_rate": lambda: self._sp["rock_rate_sp"] if self._rocking else 0.0,
-            "rock_angle": lambda: self._sp["rock_angle_sp"] if self._rocking else 0.0,
+            "rock_rate": lambda: round(self._rate_axis.at(self._clock.now()), 2),
+            "rock_angle": lambda: round(self._angle_axis.at(self._clock.now()), 2),
             "rocking": lambda: self._rocking,
             "perfusing": lambda: self._perfusing,
             "weight": lambda: round(self._weight(), 1),
@@ -229,6 +300,14 @@ class BioreactorModel:
             "culture_day": self._culture_day,
             "status": self.status,
             "alarm": lambda: ",".join(self.alarms()),
+            "program_state": lambda: self.program.state.value,
+            "step_name": lambda: self.program.step_name,
+            "step_number": lambda: self.program.step_number,
+            "runtime_s": lambda: self.program.read("runtime_s", self._clock.now()),
+            "harvest_count": lambda: self.harvest_count,
+            "harvest_cells": lambda: self._last_harvest[0],
+            "harvest_volume_ml": lambda: self._last_harvest[1],
+            "harvest_viability": lambda: self._last_harvest[2],
         }
         self._handlers: dict[str, Callable[[Sequence[Value]], list[Value]]] = {
             "seed": self._seed,
@@ -238,7 +317,8 @@ class BioreactorModel:
             "stop_perfusion": self._stop_perfusion,
             "feed": self._feed,
             "sample": self._sample,
-            "harvest": self._harvest,
+            "harvest": self._drain,
+            "abort": self._abort,
         }
 
     # -- TwinModel -------------------------------------------------------------------
@@ -266,6 +346,7 @@ class BioreactorModel:
         number = _in_range(tag, value, _SETPOINTS[tag])
         self._advance()  # the old setpoint holds up to the grid point of the write
         self._sp[tag] = number
+        self._drive_rocker()
 
     def call(self, method: str, args: Sequence[Value]) -> list[Value]:
         handler = self._handlers.get(method)
@@ -338,6 +419,12 @@ class BioreactorModel:
     def _perfusion_rate(self) -> float:
         return self._sp["perfusion_rate_sp"] if self._perfusing else 0.0
 
+    def _drive_rocker(self) -> None:
+        """Send the rocker's axes to the setpoints (rocking) or to rest (stopped)."""
+        now = self._clock.now()
+        self._rate_axis.go(now, self._sp["rock_rate_sp"] if self._rocking else 0.0)
+        self._angle_axis.go(now, self._sp["rock_angle_sp"] if self._rocking else 0.0)
+
     # -- reported values ---------------------------------------------------------------
 
     def _noise(self, sd: float) -> float:
@@ -387,6 +474,8 @@ class BioreactorModel:
         self._culture.inoculate(cells, volume, viability)
         self._seeded_at = self._clock.now()
         self._sample_vcd = self._sample_viability = 0.0
+        name, number = STEP_PERFUSION if self._perfusing else STEP_BATCH
+        self.program.start(self._seeded_at, name, number)
         return []
 
     def _start_rocking(self, args: Sequence[Value]) -> list[Value]:
@@ -394,11 +483,13 @@ class BioreactorModel:
         if self._rocking:
             raise DeviceBusyError("already rocking")
         self._rocking = True
+        self._drive_rocker()
         return []
 
     def _stop_rocking(self, args: Sequence[Value]) -> list[Value]:
         _arity("stop_rocking", args, 0)
         self._rocking = False
+        self._drive_rocker()
         return []
 
     def _start_perfusion(self, args: Sequence[Value]) -> list[Value]:
@@ -414,11 +505,15 @@ class BioreactorModel:
             )
         self._sp["perfusion_rate_sp"] = rate
         self._perfusing = True
+        if self.program.running:
+            self.program.enter_step(*STEP_PERFUSION)
         return []
 
     def _stop_perfusion(self, args: Sequence[Value]) -> list[Value]:
         _arity("stop_perfusion", args, 0)
         self._perfusing = False
+        if self.program.running:
+            self.program.enter_step(*STEP_BATCH)
         return []
 
     def _feed(self, args: Sequence[Value]) -> list[Value]:
@@ -443,8 +538,11 @@ class BioreactorModel:
         c = self._culture
         if c.volume_ml <= 0:
             raise DeviceBusyError("bag is empty: nothing to sample")
-        if volume > c.volume_ml:
-            raise OutOfRangeError(f"sample of {volume:g} mL exceeds the {c.volume_ml:.1f} mL held")
+        if volume >= c.volume_ml:
+            raise OutOfRangeError(
+                f"sample of {volume:g} mL would drain the {c.volume_ml:.1f} mL held: "
+                "harvest instead"
+            )
         rng = self._counter_rng
         vcd = max(0.0, c.xv_per_ml * (1.0 + rng.gauss(0.0, COUNTER_CV)))
         viability = min(100.0, max(0.0, c.viability_pct + rng.gauss(0.0, VIABILITY_SD_PCT)))
@@ -453,16 +551,37 @@ class BioreactorModel:
         self._sample_viability = round(viability, 1)
         return [self._sample_vcd, self._sample_viability]
 
-    def _harvest(self, args: Sequence[Value]) -> list[Value]:
+    def _drain(self, args: Sequence[Value]) -> list[Value]:
         _arity("harvest", args, 0)
         c = self._culture
         if c.volume_ml <= 0:
+            if self.harvest_count and self.program.state is not ProgramState.STOPPED:
+                cells, volume, viability = self._last_harvest
+                raise DeviceBusyError(
+                    f"bag is empty: already harvested (harvest {self.harvest_count}: "
+                    f"{cells:.4g} viable cells in {volume:.1f} mL, {viability:.1f} % viable)"
+                )
             raise DeviceBusyError("bag is empty: nothing to harvest")
         if self._rocking or self._perfusing:
             raise DeviceBusyError("stop rocking and perfusion before harvest")
-        product: list[Value] = [c.xv_per_ml * c.volume_ml, c.volume_ml, c.viability_pct]
+        self._last_harvest = (c.xv_per_ml * c.volume_ml, c.volume_ml, c.viability_pct)
+        self.harvest_count += 1
         c.empty()
+        if self.program.running:
+            self.program.enter_step(*STEP_HARVEST)
+            self.program.finish(self._clock.now(), ProgramState.COMPLETE)
+        product: list[Value] = [*self._last_harvest]
         return product
+
+    def _abort(self, args: Sequence[Value]) -> list[Value]:
+        """Stop every pump and motor at once; the tray and gas stay controlled."""
+        _arity("abort", args, 0)
+        if self.program.running:
+            self.program.finish(self._clock.now(), ProgramState.ABORTED)
+        self._perfusing = False
+        self._rocking = False
+        self._drive_rocker()
+        return []
 
 
 def _arity(method: str, args: Sequence[Value], count: int) -> None:

@@ -50,17 +50,27 @@ runtime_s                 float  s       no        since start_program
 method(args)                                   returns notes
 =============================================  ======  ===================================
 load_profile(name)                             []      "standard_bag"; idle only
-set_segment(index, rate, target, hold_min)     [n]     1-based; index <= n + 1; writing
-                                                       segment k ends the profile at k;
-                                                       rate |r| <= 50 °C/min (0: step),
-                                                       target [-100, 40] °C, hold
-                                                       [0, 600] min; returns the count
+set_segment(index, rate, target, hold_min)     [n]     writes the *draft* (not the loaded
+                                                       profile): 1-based; index <= n + 1;
+                                                       writing segment k ends the draft
+                                                       at k; rate |r| <= 50 °C/min (0:
+                                                       step), target [-100, 40] °C, hold
+                                                       [0, 600] min; returns the draft's
+                                                       count; idle only
+commit_profile(count)                          []      loads the draft as "custom" if it
+                                                       holds exactly ``count`` segments
+                                                       (out of range otherwise); idle only
 start_program()                                []      busy if running or door open
 stop_program()                                 []      running -> stopped
 abort()                                        []      running -> aborted
 open_door() / close_door()                     []      the operator; opening aborts a run
 load_bag(volume_ml, temperature_c)             []      [10, 250] mL, [-196, 40] °C; idle
 =============================================  ======  ===================================
+
+A custom profile is defined atomically: segments go into a draft that nothing
+runs, and ``commit_profile`` swaps the whole draft in at once. A definition
+that fails part way (a refused segment, a lost link) leaves the loaded profile
+as it was, complete, never a truncated one.
 
 Python attributes for tests and reports: ``supercooling_c``, ``nucleation_time``,
 ``nucleation_temperature_c``, ``event_end_time`` (process times, None until seen).
@@ -137,6 +147,7 @@ METHODS = frozenset(
     {
         "load_profile",
         "set_segment",
+        "commit_profile",
         "start_program",
         "stop_program",
         "abort",
@@ -158,6 +169,7 @@ class FreezerModel:
         self.program = ProgramRun()
         self._profile_name = "standard_bag"
         self._segments: list[Segment] = list(BUILT_IN["standard_bag"])
+        self._draft: list[Segment] = []
         self._schedule: Schedule | None = None
         self._run_origin = 0.0
         self._segment = 0
@@ -323,6 +335,10 @@ class FreezerModel:
                     number("hold_min", args[3], -1e9, 1e9),
                 )
                 return [count]
+            case "commit_profile":
+                arity(method, args, 1)
+                self.commit_profile(integer("count", args[0], 1, MAX_SEGMENTS))
+                return []
             case "load_bag":
                 arity(method, args, 2)
                 self.load_bag(
@@ -352,17 +368,29 @@ class FreezerModel:
         self._profile_name = name
 
     def set_segment(self, index: int, rate: float, target: float, hold_min: float) -> int:
-        """Write segment ``index`` (1-based) and end the profile there; returns the count."""
+        """Write draft segment ``index`` (1-based) and end the draft there; returns its count."""
         self._advance()
-        if not 1 <= index <= min(len(self._segments) + 1, MAX_SEGMENTS):
-            raise OutOfRangeError(
-                f"segment index {index} outside [1, {min(len(self._segments) + 1, MAX_SEGMENTS)}]"
-            )
+        top = min(len(self._draft) + 1, MAX_SEGMENTS)
+        if not 1 <= index <= top:
+            raise OutOfRangeError(f"segment index {index} outside [1, {top}]")
         segment = Segment(rate, target, hold_min)  # validates the envelope
         self._idle_only("change the profile")
-        self._segments = [*self._segments[: index - 1], segment]
+        self._draft = [*self._draft[: index - 1], segment]
+        return len(self._draft)
+
+    def commit_profile(self, count: int) -> None:
+        """Load the draft as the "custom" profile, all at once, if it has ``count`` segments."""
+        self._advance()
+        if not 1 <= count <= MAX_SEGMENTS or count != len(self._draft):
+            raise OutOfRangeError(
+                f"commit of {count} segments refused: the draft holds {len(self._draft)}; "
+                f"the loaded profile ({self._profile_name}, {len(self._segments)} segments) "
+                "is unchanged"
+            )
+        self._idle_only("change the profile")
+        self._segments = list(self._draft)
         self._profile_name = "custom"
-        return len(self._segments)
+        self._draft = []
 
     def start_program(self) -> None:
         """Run the loaded profile from the chamber's present temperature."""
