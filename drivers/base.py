@@ -21,8 +21,14 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from flexctl.clock import Clock
-from flexctl.errors import ConditionTimeout, ConfigurationError, OutOfRangeError, ProtocolError
-from flexctl.profile import Value
+from flexctl.errors import (
+    ConditionTimeout,
+    ConfigurationError,
+    OutOfRangeError,
+    ProtocolError,
+    Where,
+)
+from flexctl.profile import Profile, Value
 from flexctl.transports.base import ConnectionState, Transport
 
 
@@ -87,18 +93,29 @@ class Driver(ABC):
     required_commands: ClassVar[tuple[str, ...]] = ()
     #: Process value -> its setpoint signal, for :meth:`reading` and :meth:`set_and_wait`.
     targets: ClassVar[Mapping[str, str]] = {}
+    #: Method -> argument -> the signal whose profile limits bound it, so a
+    #: procedure's literal arguments are checked before a batch starts.
+    argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {}
 
     def __init__(self, name: str, transport: Transport, clock: Clock) -> None:
         self.name = name
         self.transport = transport
         self.clock = clock
-        profile = transport.profile
-        missing = [s for s in self.required_signals if s not in profile.signals]
-        missing += [f"{c}()" for c in self.required_commands if c not in profile.commands]
+        self.check_profile(transport.profile)
+
+    @classmethod
+    def check_profile(cls, profile: Profile, where: Where | None = None) -> None:
+        """Refuse a profile this driver cannot work with (ConfigurationError).
+
+        ``where`` is the place to blame for missing signals (default: the
+        profile; a line file names the device entry that chose the profile).
+        """
+        missing = [s for s in cls.required_signals if s not in profile.signals]
+        missing += [f"{c}()" for c in cls.required_commands if c not in profile.commands]
         if missing:
             raise ConfigurationError(
-                profile.where,
-                f"profile {profile.name} cannot drive a {self.kind}: it lacks {', '.join(missing)}",
+                where or profile.where,
+                f"profile {profile.name} cannot drive a {cls.kind}: it lacks {', '.join(missing)}",
             )
         # The driver turns these signals into its own enums; a profile that gives
         # no enum, or spells the names differently, would fail at run time, so it

@@ -153,6 +153,15 @@ class Bioreactor(Driver):
     """A rocking-bag bioreactor; see the module docstring."""
 
     kind = "bioreactor"
+    argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "set_temperature": {"celsius": "temperature_sp"},
+        "set_co2": {"percent": "co2_sp"},
+        "set_rocking": {"rate_rpm": "rock_rate_sp", "angle_deg": "rock_angle_sp"},
+        "start_perfusion": {"rate_ml_per_day": "perfusion_rate_sp"},
+        "set_perfusion_rate": {"rate_ml_per_day": "perfusion_rate_sp"},
+        "perfuse": {"rate_ml_per_day": "perfusion_rate_sp"},
+        "seed": {"volume_ml": "volume"},
+    }
     required_signals: ClassVar[tuple[str, ...]] = (
         "temperature",
         "temperature_sp",

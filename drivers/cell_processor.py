@@ -19,6 +19,7 @@ fills the others with the device's own defaults, which the device ignores.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
@@ -138,6 +139,15 @@ class CellProcessor(Driver):
     """A closed cell processor; see the module docstring."""
 
     kind = "cell_processor"
+    argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "load_input": {
+            "volume_ml": "input_volume_ml",
+            "cells": "input_cells",
+            "viability_pct": "input_viability",
+        },
+        "set_intermediate_volume": {"volume_ml": "intermediate_volume_ml"},
+        "set_rinse_volume": {"volume_ml": "rinse_volume_ml"},
+    }
     required_signals: ClassVar[tuple[str, ...]] = (
         *_INPUT,
         "output_volume_ml",

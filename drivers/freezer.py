@@ -22,7 +22,7 @@ places the bag: people do that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -147,6 +147,10 @@ class Freezer(Driver):
     """A controlled-rate freezer: profiles, temperatures, run state, door interlock."""
 
     kind = "freezer"
+    argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "set_chamber": {"target_c": "chamber_sp"},
+        "set_chamber_and_wait": {"target_c": "chamber_sp"},
+    }
     required_signals: ClassVar[tuple[str, ...]] = (
         "chamber_temperature",
         "chamber_sp",

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.base import DeviceStatus, Driver, ProgramState
+from drivers.base import Driver
 from drivers.registry import driver_class
 from flexctl.errors import ConfigurationError, Where
 from flexctl.profile import Profile, check_keys, load_profile
@@ -170,7 +170,7 @@ def _device(name: str, raw: Any, devices: PosDict, path: Path) -> LineDevice:
             f"device {name}: profile {profile.name} is for a {profile.device!r} device, "
             f"not for driver {driver!r}",
         )
-    _check_driver_accepts(cls, profile, spec.at("profile"))
+    cls.check_profile(profile, spec.at("profile"))
     kind = _kind(name, spec, profile)
     twin, endpoint = _reach(name, spec, kind)
     description = spec.get("description", "")
@@ -205,35 +205,6 @@ def _profile(name: str, spec: PosDict, line_path: Path) -> Profile:
     profile = load_profile(path)
     check_profile(profile)
     return profile
-
-
-def _check_driver_accepts(cls: type[Driver], profile: Profile, where: Where) -> None:
-    """What :class:`~drivers.base.Driver` checks when constructed, without a transport."""
-    missing = [s for s in cls.required_signals if s not in profile.signals]
-    missing += [f"{c}()" for c in cls.required_commands if c not in profile.commands]
-    if missing:
-        raise ConfigurationError(
-            where,
-            f"profile {profile.name} cannot drive a {cls.kind}: it lacks {', '.join(missing)}",
-        )
-    for signal, members in (("status", DeviceStatus), ("program_state", ProgramState)):
-        sig = profile.signals.get(signal)
-        if sig is None:
-            continue
-        known = [m.value for m in members]
-        if sig.enum is None:
-            raise ConfigurationError(
-                sig.where,
-                f"signal {signal}: needs an enum naming its values on the wire, "
-                f"from {', '.join(known)} (for example enum: [{', '.join(known)}])",
-            )
-        unknown = sorted(set(sig.enum) - set(known))
-        if unknown:
-            raise ConfigurationError(
-                sig.where,
-                f"signal {signal}: enum names {', '.join(unknown)} are not among "
-                f"{', '.join(sorted(known))}",
-            )
 
 
 def _kind(name: str, spec: PosDict, profile: Profile) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -9,9 +10,11 @@ from typing import ClassVar
 import pytest
 
 from drivers.base import DeviceStatus, Driver, ProgramState, SafeAction
+from drivers.registry import DRIVER_NAMES, driver_class
 from flexctl.clock import VirtualClock
 from flexctl.errors import ConfigurationError, ProtocolError
 from flexctl.profile import Value, load_profile
+from flexctl.resources import shipped_profile
 from flexctl.transports.registry import create_transport
 
 PROFILE = """\
@@ -129,3 +132,15 @@ async def test_an_unexpected_value_at_run_time_is_a_protocol_error(
     wire["status"], wire["program_state"] = "busy", "running"
     assert await driver.status() is DeviceStatus.BUSY
     assert (await driver.program()).state is ProgramState.RUNNING
+
+
+@pytest.mark.parametrize("name", DRIVER_NAMES)
+def test_argument_limits_name_real_arguments_and_limited_signals(name: str) -> None:
+    cls = driver_class(name)
+    for method, arguments in cls.argument_limits.items():
+        parameters = inspect.signature(getattr(cls, method)).parameters
+        for argument, signal in arguments.items():
+            assert argument in parameters, f"{name}.{method} has no argument {argument}"
+            for family in ("opcua", "modbus", "serial"):
+                spec = shipped_profile(f"{name}.{family}").signal(signal)
+                assert spec.limits is not None, f"{name}.{family}: {signal} has no limits"

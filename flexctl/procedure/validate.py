@@ -418,7 +418,7 @@ class _Validator:
                 f"{', '.join(missing)}",
             )
         hints = _type_hints(method)
-        limits: Mapping[str, str] = getattr(cls, "argument_limits", {}).get(call.target.member, {})
+        limits: Mapping[str, str] = cls.argument_limits.get(call.target.member, {})
         for arg in call.args.values():
             literal = self.literal_of(arg.value)
             if literal is None:
