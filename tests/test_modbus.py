@@ -232,7 +232,9 @@ async def test_a_twenty_signal_batch_is_one_request(kind: str, vclock: VirtualCl
         ]
 
 
-async def test_a_command_is_one_write_then_one_read(vclock: VirtualClock) -> None:
+async def test_a_command_writes_its_arguments_then_its_trigger_alone(
+    vclock: VirtualClock,
+) -> None:
     model = DemoModel(vclock)
     profile = demo_profile()
     async with (
@@ -241,10 +243,37 @@ async def test_a_command_is_one_write_then_one_read(vclock: VirtualClock) -> Non
     ):
         server.requests.clear()
         assert await t.call(t.command("start"), [12.5]) == [1]
-        assert list(server.requests) == [RequestRecord(1, 16, 20, 3), RequestRecord(1, 4, 60, 2)]
+        # the trigger (holding 22) touches the argument (20-21) but goes out on its own, last
+        assert list(server.requests) == [
+            RequestRecord(1, 16, 20, 2),
+            RequestRecord(1, 6, 22, 1),
+            RequestRecord(1, 4, 60, 2),
+        ]
         server.requests.clear()
         assert await t.call(t.command("stop")) == [1]
         assert list(server.requests) == [RequestRecord(1, 6, 22, 1), RequestRecord(1, 4, 60, 2)]
+
+
+async def test_a_trigger_next_to_its_arguments_goes_out_after_them(
+    vclock: VirtualClock,
+) -> None:
+    """cell_processor ``load``: trigger at 100, arguments at 101-108.
+
+    Written as one block, the trigger would land first: a device acting in
+    register order would run the command with the previous arguments.
+    """
+    from simulators.models.cell_processor import CellProcessorModel
+
+    model = CellProcessorModel(vclock)
+    profile = shipped_profile("cell_processor.modbus")
+    async with (
+        ModbusTcpTwinServer(model, profile) as server,
+        connected(server, profile, vclock) as t,
+    ):
+        server.requests.clear()
+        await t.call(t.command("load"), [1000.0, 2e9, 95.0])
+        assert list(server.requests) == [RequestRecord(1, 16, 101, 8), RequestRecord(1, 6, 100, 1)]
+        assert await t.read_one(t.signal("input_volume_ml")) == 1000.0
 
 
 async def test_max_gap_bridges_only_when_the_profile_says_so(
@@ -600,6 +629,195 @@ async def test_rtu_link_is_reopened_after_a_timeout(vclock: VirtualClock) -> Non
         assert await t.read([t.signal("level"), t.signal("temperature_sp")]) == [77, 20.0]
 
 
+async def test_a_late_rtu_reply_is_not_taken_for_the_next_request(vclock: VirtualClock) -> None:
+    """RTU has no transaction id: ch00's late reply must not become ch05's value.
+
+    The reply comes 0.4 s after the 0.6 s timeout; the bus settles for the
+    timed-out request's own timeout (0.6 s of silence) before the next frame.
+    """
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    options = TransportOptions(
+        timeout=0.6, read_retries=0, backoff_initial=0.01, backoff_jitter=0.0
+    )
+    async with (
+        twin("modbus-rtu", model, profile) as server,
+        connected(server, profile, vclock, options=options) as t,
+    ):
+        assert isinstance(t, ModbusRtuTransport)
+        ch00, ch05 = t.signal("ch00"), t.signal("ch05")
+        assert model.read("ch00") != model.read("ch05")
+        server.faults.delay = 1.0
+        with pytest.raises(CommunicationTimeout):
+            await t.read_one(ch00)
+        assert t.bus is not None and t.bus.unsettled and t.bus.window == 0.6
+        server.faults.delay = 0.0
+        async with asyncio.timeout(10.0):
+            await t.wait_connected()
+        server.faults.delay = 0.5  # answered within its timeout
+        assert await t.read_one(ch05) == pytest.approx(model.read("ch05"), abs=1e-3)
+        server.faults.delay = 0.0
+        assert await t.read([ch00, ch05]) == pytest.approx(
+            [model.read("ch00"), model.read("ch05")], abs=1e-3
+        )
+
+
+async def test_the_settle_window_is_set_per_unit_on_the_endpoint(vclock: VirtualClock) -> None:
+    """A reply 0.45 s after its 0.3 s timeout outlasts a window of one timeout;
+    ``settle=1.0`` on the endpoint catches it."""
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    options = TransportOptions(timeout=0.3, read_retries=0, backoff_initial=0.01)
+    async with twin("modbus-rtu", model, profile) as server:
+        endpoint = server.endpoint + "&settle=1.0"
+        async with connected(server, profile, vclock, endpoint=endpoint, options=options) as t:
+            assert isinstance(t, ModbusRtuTransport)
+            assert t.settle == 1.0 and t.settle_window == 1.0
+            server.faults.delay = 0.75
+            with pytest.raises(CommunicationTimeout):
+                await t.read_one(t.signal("ch00"))
+            assert t.bus is not None and t.bus.window == 1.0
+            server.faults.delay = 0.0
+            async with asyncio.timeout(10.0):
+                await t.wait_connected()
+            server.faults.delay = 0.25  # answered in time, but after the late reply comes
+            assert await t.read_one(t.signal("ch05")) == pytest.approx(model.read("ch05"), abs=1e-3)
+
+
+async def test_an_abandoned_rtu_request_settles_the_bus_like_a_timeout(
+    vclock: VirtualClock,
+) -> None:
+    """A read cancelled in flight: its reply (0.4 s later) must not answer the next read
+    (answered in 0.3 s), so the bus settles for the request's timeout (0.5 s)."""
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    options = TransportOptions(timeout=0.5, read_retries=0)
+    async with (
+        twin("modbus-rtu", model, profile) as server,
+        connected(server, profile, vclock, options=options) as t,
+    ):
+        assert isinstance(t, ModbusRtuTransport) and t.bus is not None
+        server.faults.delay = 0.4
+        server.heard.clear()
+        read = asyncio.ensure_future(t.read_one(t.signal("ch00")))
+        async with asyncio.timeout(5.0):
+            await server.heard.wait()  # on the wire
+        read.cancel()
+        (outcome,) = await asyncio.gather(read, return_exceptions=True)
+        assert isinstance(outcome, asyncio.CancelledError)
+        assert t.bus.unsettled and t.bus.window == options.timeout
+        assert t.state is ConnectionState.CONNECTED
+        server.faults.delay = 0.3  # answered in time, but after the abandoned reply comes
+        assert await t.read_one(t.signal("ch05")) == pytest.approx(model.read("ch05"), abs=1e-3)
+        assert not t.bus.unsettled
+        t._abandoned("read ch00")  # the hook by itself marks the bus too
+        assert t.bus.unsettled and t.bus.window == options.timeout
+
+
+async def test_settling_after_a_dead_unit_is_not_charged_to_its_neighbour(
+    vclock: VirtualClock,
+) -> None:
+    """Unit 2 answers in 0.25 s (timeout 0.4 s). Unit 1 stalls once (timeout 0.6 s):
+    the bus then waits 0.6 s of silence, in unit 2's turn but before its timeout."""
+    profile = demo_profile()
+    dead_model, alive_model = DemoModel(vclock), DemoModel(vclock)
+    alive_model.write("level", 42)
+    slow = TransportOptions(timeout=0.6, connect_timeout=0.6, read_retries=0, backoff_initial=100)
+    quick = TransportOptions(timeout=0.4, connect_timeout=2.0, read_retries=0)
+    async with NullModem() as link:
+        alive = ModbusRtuTwinServer(alive_model, profile, link=link, unit=2)
+        dead = ModbusRtuTwinServer(dead_model, profile, link=link, unit=1, bus=alive)
+        async with (
+            alive,
+            dead,
+            connected(dead, profile, vclock, options=slow) as a,
+            connected(alive, profile, vclock, options=quick) as b,
+        ):
+            assert isinstance(a, ModbusRtuTransport) and isinstance(b, ModbusRtuTransport)
+            bus = b.bus
+            assert bus is not None and a.bus is bus
+            alive.faults.delay = 0.25
+            assert await b.read_one(b.signal("level")) == 42
+            dead.faults.stall = True
+            with pytest.raises(CommunicationTimeout):
+                await a.read_one(a.signal("level"))
+            assert bus.unsettled and bus.window == slow.timeout
+            reopened = bus.reopened
+            assert await b.read_one(b.signal("level")) == 42
+            assert b.state is ConnectionState.CONNECTED and b.reconnects == 0
+            assert not bus.unsettled and bus.reopened == reopened + 1
+
+
+async def test_modbus_tcp_requests_queue_outside_their_timeout(vclock: VirtualClock) -> None:
+    """Three concurrent reads, 0.2 s each, timeout 0.5 s: the third waits 0.4 s
+    behind the others, which must not count against its own timeout."""
+    model = DemoModel(vclock)
+    profile = demo_profile()
+    options = TransportOptions(timeout=0.5, read_retries=0)
+    async with (
+        twin("modbus-tcp", model, profile) as server,
+        connected(server, profile, vclock, options=options) as t,
+    ):
+        server.faults.delay = 0.2
+        level = t.signal("level")
+        assert await asyncio.gather(*(t.read_one(level) for _ in range(3))) == [-5, -5, -5]
+        assert t.state is ConnectionState.CONNECTED
+
+
+async def test_a_write_reply_must_echo_the_write(vclock: VirtualClock) -> None:
+    """A reply to some other write (a stale one on RTU) puts the link out of step."""
+    from pymodbus.pdu.register_message import (
+        WriteMultipleRegistersResponse,
+        WriteSingleRegisterResponse,
+    )
+
+    t = create_transport(demo_profile(), "modbus-tcp://127.0.0.1:1502", clock=vclock)
+    assert isinstance(t, ModbusTcpTransport)
+    replies: list[object] = []
+
+    async def exchange(what: str, send: object) -> object:
+        return replies.pop(0)
+
+    t._exchange = exchange  # type: ignore[method-assign,assignment]
+    replies.append(WriteSingleRegisterResponse(address=10, registers=[77]))
+    await t._write_request("holding", 10, [77])
+    for stale in (
+        WriteSingleRegisterResponse(address=11, registers=[77]),
+        WriteSingleRegisterResponse(address=10, registers=[76]),
+    ):
+        replies.append(stale)
+        with pytest.raises(NotConnectedError, match="out of step"):
+            await t._write_request("holding", 10, [77])
+    replies.append(WriteMultipleRegistersResponse(address=20, count=2))
+    await t._write_request("holding", 20, [1, 2])
+    replies.append(WriteMultipleRegistersResponse(address=20, count=3))
+    with pytest.raises(NotConnectedError, match="out of step"):
+        await t._write_request("holding", 20, [1, 2])
+
+
+async def test_library_exceptions_come_out_as_flexctl_errors(vclock: VirtualClock) -> None:
+    t = create_transport(demo_profile(), "modbus-tcp://127.0.0.1:1502", clock=vclock)
+    assert isinstance(t, ModbusTcpTransport)
+
+    def raising(exc: Exception) -> object:
+        async def send(client: object) -> object:
+            raise exc
+
+        return send
+
+    client = AsyncModbusTcpClient("127.0.0.1", port=1502)
+    cases: list[tuple[Exception, type[Exception]]] = [
+        (ValueError("1 <= count 200 <= 125 !"), ProtocolError),
+        (TypeError("bad argument"), ProtocolError),
+        (RuntimeError("library bug"), NotConnectedError),
+        (KeyError("decoder"), NotConnectedError),
+        (OSError("tty gone"), NotConnectedError),
+    ]
+    for exc, expected in cases:
+        with pytest.raises(expected):
+            await t._send(client, "read x", raising(exc))  # type: ignore[arg-type]
+
+
 def test_frame_gap_follows_the_baud_rate() -> None:
     assert SerialSettings("/dev/x", baudrate=9600).frame_gap == pytest.approx(3.5 * 10 / 9600)
     assert SerialSettings("/dev/x", baudrate=9600, parity="E").frame_gap == pytest.approx(
@@ -654,6 +872,34 @@ BAD_PROFILES = [
         7,
         "missing key 'type'",
     ),
+    # no two entries of a command share a register
+    (
+        "signals: {}\ncommands:\n  go:\n    args: [x]\n"
+        "    write: [{address: 10, type: float32}]\n"
+        "    trigger: {address: 11}\n",
+        8,
+        "trigger (holding 11) overlaps command go argument x (holding 10-11)",
+    ),
+    (
+        "signals: {}\ncommands:\n  go:\n    args: [x, y]\n    write:\n"
+        "      - {address: 10, type: float64}\n"
+        "      - {address: 12, type: uint16}\n",
+        9,
+        "argument y (holding 12) overlaps command go argument x (holding 10-13)",
+    ),
+    (
+        "signals: {}\ncommands:\n  go:\n    trigger: {address: 1}\n    results:\n"
+        "      - {address: 2, type: uint32}\n"
+        "      - {address: 3, type: uint16}\n",
+        9,
+        "result 1 (holding 3) overlaps command go result 0 (holding 2-3)",
+    ),
+    (
+        "signals: {}\ncommands:\n  go:\n    trigger: {table: coil, address: 4, value: true}\n"
+        "    results: [{table: coil, address: 4, type: bool}]\n",
+        7,
+        "result 0 (coil 4) overlaps command go trigger (coil 4)",
+    ),
 ]
 
 
@@ -697,11 +943,13 @@ def test_the_shipped_profile_is_valid() -> None:
 def test_endpoints() -> None:
     assert parse_tcp_endpoint("modbus-tcp://10.0.0.5:1502?unit=3") == ("10.0.0.5", 1502, 3)
     assert parse_tcp_endpoint("modbus-tcp://plc") == ("plc", 502, 1)
-    settings, unit = parse_rtu_endpoint(
+    settings, unit, settle = parse_rtu_endpoint(
         "modbus-rtu:///dev/ttyUSB0?unit=2&baudrate=9600&parity=E&stopbits=2&bytesize=7"
     )
     assert settings == SerialSettings("/dev/ttyUSB0", 9600, 7, "E", 2)
     assert unit == 2
+    assert settle is None
+    assert parse_rtu_endpoint("modbus-rtu:///dev/ttyUSB0?settle=2.5").settle == 2.5
     for bad in (
         "modbus-tcp://plc?unit=300",
         "modbus-tcp://plc?slave=1",
@@ -710,6 +958,12 @@ def test_endpoints() -> None:
         "modbus-rtu:///dev/tty?parity=X",
         "modbus-rtu:///dev/tty?unit=0",
         "modbus-rtu:///dev/tty?baudrate=fast",
+        "modbus-rtu:///dev/tty?settle=0",
+        "modbus-rtu:///dev/tty?settle=-1",
+        "modbus-rtu:///dev/tty?settle=nan",
+        "modbus-rtu:///dev/tty?settle=soon",
+        "modbus-rtu:///dev/tty?settle=1e9",
+        "modbus-tcp://plc?settle=1",
     ):
         with pytest.raises(ConfigurationError):
             if bad.startswith("modbus-tcp"):

@@ -14,8 +14,8 @@ Elsewhere:
   register encodings and request planning.
 
 A command writes its arguments, pulls its trigger, then reads its results:
-arguments and trigger in as few requests as possible (the trigger's last), the
-results batched like any read.
+the arguments in as few requests as possible, then the trigger as a write of
+its own (one register or coil), last, then the results batched like any read.
 
 Timeouts and retries have one owner, :class:`flexctl.transports.base.Transport`:
 pymodbus clients run with ``retries=0``, no reconnect of their own and a
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 import structlog
@@ -40,6 +41,7 @@ from flexctl.clock import Clock
 from flexctl.errors import (
     ConfigurationError,
     DeviceBusyError,
+    FlexctlError,
     NotConnectedError,
     OutOfRangeError,
     ProtocolError,
@@ -145,24 +147,24 @@ class ModbusTransport(Transport):
         items: list[tuple[Field, list[int] | list[bool]]] = []
         for field, arg in zip(command.writes, args, strict=True):
             items.append((field, self._encode(field, check_value(field.type, arg, field.label))))
-        trigger_at = -1
-        if command.trigger is not None:
-            trigger_at = len(items)
+        if items:
+            # The arguments first, coalesced; never bridging a gap on a write (it
+            # would overwrite registers nobody named).
+            write_plan = plan([f.span for f, _ in items], limits=WRITE_LIMITS)
+            blocks: list[list[Any]] = [[None] * r.count for r in write_plan.requests]
+            for (index, offset), (_, values) in zip(write_plan.slots, items, strict=True):
+                blocks[index][offset : offset + len(values)] = values
+            for request, block in zip(write_plan.requests, blocks, strict=True):
+                await self._write_request(request.table, request.address, block)
+        trigger = command.trigger
+        if trigger is not None:
+            # Then the trigger, alone and last: a device that acts on the trigger
+            # the moment it lands must find every argument already in place.
             value = command.trigger_value
-            items.append((command.trigger, [value] if isinstance(value, bool) else [int(value)]))
-        # Never bridge gaps on a write: it would overwrite registers nobody named.
-        write_plan = plan([f.span for f, _ in items], limits=WRITE_LIMITS)
-        blocks: list[list[Any]] = [[None] * r.count for r in write_plan.requests]
-        for (index, offset), (_, values) in zip(write_plan.slots, items, strict=True):
-            blocks[index][offset : offset + len(values)] = values
-        order = list(range(len(write_plan.requests)))
-        if trigger_at >= 0:  # the trigger's request goes last, after every argument
-            last = write_plan.slots[trigger_at][0]
-            order.remove(last)
-            order.append(last)
-        for index in order:
-            request = write_plan.requests[index]
-            await self._write_request(request.table, request.address, blocks[index])
+            bit = trigger.table in BIT_TABLES
+            await self._write_request(
+                trigger.table, trigger.address, [bool(value)] if bit else [int(value)]
+            )
         if not command.results:
             return []
         results = await self._read_fields(command.results)
@@ -262,6 +264,12 @@ class ModbusTransport(Transport):
         response = await self._exchange(what, send)
         if response.function_code != function_code:
             raise self._out_of_step(what, f"reply has function code {response.function_code}")
+        # A write's reply echoes where (and what, or how much) it wrote: on RTU,
+        # which has no transaction id, this tells a stale reply from ours.
+        echo = _echo(function_code, response)
+        expected = (address, _echo_value(function_code, values))
+        if echo != expected:
+            raise self._out_of_step(what, f"reply echoes {echo}, expected {expected}")
 
     async def _probe(self) -> None:
         """Prove the device answers (a serial port opens with nothing behind it)."""
@@ -303,6 +311,12 @@ class ModbusTransport(Transport):
             raise ProtocolError(self.device, f"{what}: {exc}") from exc
         except OSError as exc:
             raise NotConnectedError(self.device, f"{what}: {exc}") from exc
+        except FlexctlError:
+            raise
+        except (ValueError, TypeError) as exc:  # pymodbus refused to build the request
+            raise ProtocolError(self.device, f"{what}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # anything else from the library: the link's state is unknown
+            raise self._out_of_step(what, f"{type(exc).__name__}: {exc}") from exc
         return self._check(what, response)
 
     @abstractmethod
@@ -321,6 +335,23 @@ def _write_sender(table: str, address: int, values: list[Any], unit: int) -> tup
         bit = bool(values[0])
         return 5, lambda c: c.write_coil(address, bit, device_id=unit)
     return 15, lambda c: c.write_coils(address, values, device_id=unit)
+
+
+def _echo(function_code: int, response: ModbusPDU) -> tuple[int, int]:
+    """What a write's reply echoes: the address, and the value (FC5/6) or count (FC15/16)."""
+    if function_code == 6:
+        return response.address, response.registers[0] if response.registers else -1
+    if function_code == 5:
+        return response.address, int(bool(response.bits[0])) if response.bits else -1
+    return response.address, response.count
+
+
+def _echo_value(function_code: int, values: list[Any]) -> int:
+    if function_code == 6:
+        return int(values[0])
+    if function_code == 5:
+        return int(bool(values[0]))
+    return len(values)
 
 
 def _field_of(address: SignalAddress) -> Field:
@@ -347,6 +378,16 @@ class ModbusTcpTransport(ModbusTransport):
         self.host, self.port, self.unit = parse_tcp_endpoint(endpoint)
         self._client: AsyncModbusTcpClient | None = None
         self._busy = False
+        self._lock = asyncio.Lock()
+
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        """One request on this connection at a time, waited for outside its timeout.
+
+        pymodbus sends one client's requests one after the other anyway; queueing
+        here instead means the time spent behind other requests of this client
+        does not count against a request's own timeout.
+        """
+        return self._lock
 
     async def _open(self) -> None:
         client = AsyncModbusTcpClient(

@@ -11,7 +11,9 @@ into 16-bit words, then reordered as the device wants:
 So for a 32-bit value with bytes ``A B C D``: big/big is ``AB CD``, little/big
 ``CD AB``, big/little ``BA DC`` and little/little ``DC BA``. Strings fill a
 fixed number of registers (``length``), two UTF-8 bytes per register in the
-same orders, padded with NUL bytes.
+same orders, padded with NUL bytes; a string read back ends at its first NUL
+(a C string: what follows it is whatever the device left in the buffer), so
+text holding a NUL cannot be written.
 
 Engineering value = raw * ``scale`` + ``offset``. Encoding goes the other way,
 rounds to the integer type and refuses (:class:`OutOfRangeError`) a value that
@@ -158,7 +160,7 @@ class Codec:
         data = self._to_bytes(registers)
         if self.type == "string":
             try:
-                return data.rstrip(b"\x00").decode("utf-8")
+                return data.split(b"\x00", 1)[0].decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise OutOfRangeError(f"string registers are not UTF-8: {exc.reason}") from None
         assert self._value is not None
@@ -249,6 +251,8 @@ class Codec:
     def _string_bytes(self, value: Value) -> bytes:
         if not isinstance(value, str):
             raise OutOfRangeError(f"expected text, got {value!r}")
+        if "\x00" in value:
+            raise OutOfRangeError(f"{value!r} holds a NUL, which ends a string in registers")
         data = value.encode("utf-8")
         size = 2 * self.length
         if len(data) > size:

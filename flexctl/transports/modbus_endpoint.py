@@ -3,15 +3,20 @@
 ::
 
     modbus-tcp://host:port?unit=1                      (port defaults to 502)
-    modbus-rtu:///dev/ttyUSB0?unit=1&baudrate=19200&parity=N&stopbits=1&bytesize=8
+    modbus-rtu:///dev/ttyUSB0?unit=1&baudrate=19200&parity=N&stopbits=1&bytesize=8&settle=2.5
 
-``unit`` (the Modbus unit id) defaults to 1.
+``unit`` (the Modbus unit id) defaults to 1. ``settle`` (RTU only, seconds) is
+how long the bus must stay silent after this unit's reply went missing before
+anyone sends again; it never goes below the request timeout, its default (see
+:mod:`flexctl.transports.modbus_rtu`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from flexctl.errors import ConfigurationError, Where
@@ -32,6 +37,18 @@ class SerialSettings:
         """Modbus RTU's silent interval t3.5 (seconds): 3.5 character times, >= 1.75 ms."""
         bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
         return max(3.5 * bits / self.baudrate, 0.00175)
+
+
+class RtuEndpoint(NamedTuple):
+    """A unit on an RS-485 bus: the bus, the unit id and its settle window (None: default)."""
+
+    serial: SerialSettings
+    unit: int
+    settle: float | None = None
+
+
+#: Longest settle window an endpoint may ask for (seconds).
+MAX_SETTLE = 3600.0
 
 
 def _query(endpoint: str, allowed: Mapping[str, tuple[str, ...] | None]) -> dict[str, str]:
@@ -70,6 +87,22 @@ def _int_param(
     return value
 
 
+def _settle_param(endpoint: str, query: Mapping[str, str]) -> float | None:
+    text = query.get("settle")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_SETTLE:  # NaN fails too
+        raise ConfigurationError(
+            Where(endpoint),
+            f"endpoint parameter settle must be seconds in (0, {MAX_SETTLE:g}], got {text!r}",
+        )
+    return value
+
+
 def parse_tcp_endpoint(endpoint: str) -> tuple[str, int, int]:
     """``modbus-tcp://host:port?unit=N`` as (host, port, unit)."""
     split = urlsplit(endpoint)
@@ -83,8 +116,8 @@ def parse_tcp_endpoint(endpoint: str) -> tuple[str, int, int]:
     return split.hostname, port, _int_param(endpoint, query, "unit", 1, low=0, high=255)
 
 
-def parse_rtu_endpoint(endpoint: str) -> tuple[SerialSettings, int]:
-    """``modbus-rtu:///dev/tty?unit=N&baudrate=...`` as (serial settings, unit)."""
+def parse_rtu_endpoint(endpoint: str) -> RtuEndpoint:
+    """``modbus-rtu:///dev/tty?unit=N&baudrate=...&settle=S`` as (serial settings, unit, settle)."""
     split = urlsplit(endpoint)
     query = _query(
         endpoint,
@@ -94,6 +127,7 @@ def parse_rtu_endpoint(endpoint: str) -> tuple[SerialSettings, int]:
             "parity": ("N", "E", "O"),
             "stopbits": ("1", "2"),
             "bytesize": ("7", "8"),
+            "settle": None,
         },
     )
     if split.netloc or not split.path:
@@ -108,4 +142,5 @@ def parse_rtu_endpoint(endpoint: str) -> tuple[SerialSettings, int]:
         stopbits=int(query.get("stopbits", "1")),
     )
     # unit 0 is broadcast on a serial bus: nobody answers it
-    return settings, _int_param(endpoint, query, "unit", 1, low=1, high=247)
+    unit = _int_param(endpoint, query, "unit", 1, low=1, high=247)
+    return RtuEndpoint(settings, unit, _settle_param(endpoint, query))

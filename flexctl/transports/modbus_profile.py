@@ -32,9 +32,12 @@ allowed); ``results`` entries default to ``holding`` too and may name any table.
 An entry takes ``table``, ``address``, ``type`` (the register type, required for
 ``write`` and ``results``), ``word_order``, ``byte_order``, ``scale``, ``offset``
 and ``length``. A trigger's ``value`` is written as one uint16 register (or a
-coil when ``value`` is true/false). Arguments and trigger are written in as few
-requests as possible (FC16 over a contiguous block, the trigger's block last),
-then the results are read (batched like any read) and returned as a list.
+coil when ``value`` is true/false). The arguments are written first, in as few
+requests as possible (FC16 over a contiguous block), then the trigger alone
+(FC6, or FC5 for a coil), last, so a device acting on it finds its arguments in
+place; then the results are read (batched like any read) and returned as a
+list. No two entries of a command (arguments, trigger, results) may share a
+register.
 
 Profile-level keys: ``probe`` (the signal read on connect to prove the device
 answers; default the first signal) and ``max_gap`` (unused addresses a batched
@@ -389,19 +392,16 @@ def parse_command(spec: CommandSpec) -> ModbusCommand:
             f"{what}: {len(spec.args)} argument(s) ({', '.join(spec.args) or 'none'}) "
             f"but {len(writes_raw)} write entries",
         )
-    writes = tuple(
-        _entry(
-            entry,
-            _item_where(writes_raw, i, raw, "write", spec.where),
-            f"{what} argument {arg}",
-            True,
-        )
-        for i, (entry, arg) in enumerate(zip(writes_raw, spec.args, strict=True))
-    )
+    placed: list[tuple[Field, Where]] = []  # every field of the command, where it is written
+    for i, (entry, arg) in enumerate(zip(writes_raw, spec.args, strict=True)):
+        at = _item_where(writes_raw, i, raw, "write", spec.where)
+        placed.append(_entry(entry, at, f"{what} argument {arg}", True))
+    writes = tuple(field for field, _ in placed)
     trigger: Field | None = None
     trigger_value: int | bool = 0
     if "trigger" in raw:
-        trigger, trigger_value = _trigger(raw, spec.where, what)
+        trigger, trigger_value, t_where = _trigger(raw, spec.where, what)
+        placed.append((trigger, t_where))
     if trigger is None and not writes:
         raise ConfigurationError(spec.where, f"{what}: needs a trigger, write entries or both")
     results_raw = raw.get("results", [])
@@ -409,15 +409,12 @@ def parse_command(spec: CommandSpec) -> ModbusCommand:
         raise ConfigurationError(
             where_in(raw, "results", spec.where), f"{what}: results must be a list"
         )
-    results = tuple(
-        _entry(
-            entry,
-            _item_where(results_raw, i, raw, "results", spec.where),
-            f"{what} result {i}",
-            False,
-        )
-        for i, entry in enumerate(results_raw)
-    )
+    first_result = len(placed)
+    for i, entry in enumerate(results_raw):
+        at = _item_where(results_raw, i, raw, "results", spec.where)
+        placed.append(_entry(entry, at, f"{what} result {i}", False))
+    results = tuple(field for field, _ in placed[first_result:])
+    _check_overlaps(placed)
     returns = raw.get("returns")
     if isinstance(returns, list) and len(returns) != len(results):
         raise ConfigurationError(
@@ -425,6 +422,33 @@ def parse_command(spec: CommandSpec) -> ModbusCommand:
             f"{what}: returns names {len(returns)} value(s) but results has {len(results)}",
         )
     return ModbusCommand(spec, writes, trigger, trigger_value, results)
+
+
+def _check_overlaps(placed: Sequence[tuple[Field, Where]]) -> None:
+    """No two fields of one command may share a register (or coil).
+
+    An argument overlapping another would be half overwritten; a trigger inside
+    an argument would be written with it; a result overlapping anything reads
+    back something other than a result.
+    """
+    for i, (field, where) in enumerate(placed):
+        span = field.span
+        for other, _ in placed[:i]:
+            if (
+                other.table == field.table
+                and span.address < other.span.end
+                and other.span.address < span.end
+            ):
+                raise ConfigurationError(
+                    where,
+                    f"{field.label} ({_describe(span)}) overlaps "
+                    f"{other.label} ({_describe(other.span)})",
+                )
+
+
+def _describe(span: Span) -> str:
+    last = span.end - 1
+    return f"{span.table} {span.address}" + (f"-{last}" if last != span.address else "")
 
 
 def _item_where(
@@ -435,12 +459,12 @@ def _item_where(
     return where_in(raw, key, default)
 
 
-def _entry(entry: Any, where: Where, what: str, written: bool) -> Field:
+def _entry(entry: Any, where: Where, what: str, written: bool) -> tuple[Field, Where]:
     if not isinstance(entry, Mapping):
         raise ConfigurationError(where, f"{what}: expected a mapping with table, address, type")
     check_keys(entry, FIELD_KEYS, where, what)
     entry_where = getattr(entry, "where", where)
-    return parse_field(
+    field = parse_field(
         entry,
         entry_where,
         what,
@@ -449,9 +473,10 @@ def _entry(entry: Any, where: Where, what: str, written: bool) -> Field:
         default_table="holding",
         writable=written,
     )
+    return field, entry_where
 
 
-def _trigger(raw: Mapping[str, Any], where: Where, what: str) -> tuple[Field, int | bool]:
+def _trigger(raw: Mapping[str, Any], where: Where, what: str) -> tuple[Field, int | bool, Where]:
     entry = raw["trigger"]
     t_where = where_in(raw, "trigger", where)
     if not isinstance(entry, Mapping):
@@ -485,7 +510,7 @@ def _trigger(raw: Mapping[str, Any], where: Where, what: str) -> tuple[Field, in
         default_table="holding",
         writable=True,
     )
-    return field, value
+    return field, value, t_where
 
 
 def check_settings(profile: Profile) -> tuple[str | None, int]:
