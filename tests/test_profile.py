@@ -164,11 +164,15 @@ def test_profile_parser_never_raises_anything_but_configuration_error(
     text = yaml.safe_dump(
         {"device": "d", "transport": "opcua", "signals": signals, "commands": commands}
     )
-    data = load_text(text, "fuzz.yaml")
     try:
-        parse_profile(data, "fuzz")
+        parse_profile(load_text(text, "fuzz.yaml"), "fuzz")
     except ConfigurationError as exc:
         assert exc.where.file == "fuzz.yaml"
+
+
+def test_a_number_as_a_key_is_refused_with_its_place() -> None:
+    with pytest.raises(ConfigurationError, match="x.yaml:2:3: expected a text key, got 0.0"):
+        load_text("signals:\n  0E0: {type: float}\n", "x.yaml")
 
 
 def test_exponent_numbers_are_numbers_unless_quoted() -> None:
