@@ -171,7 +171,7 @@ def test_profile_parser_never_raises_anything_but_configuration_error(
 
 
 def test_a_number_as_a_key_is_refused_with_its_place() -> None:
-    with pytest.raises(ConfigurationError, match="x.yaml:2:3: expected a text key, got 0.0"):
+    with pytest.raises(ConfigurationError, match=r"x\.yaml:2:3: expected a text key, got 0\.0"):
         load_text("signals:\n  0E0: {type: float}\n", "x.yaml")
 
 
