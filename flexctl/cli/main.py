@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from flexctl.cli import demo, validate
+from flexctl.cli import demo, sim, validate
 from flexctl.errors import ConfigurationError, FlexctlError
 from flexctl.logs import configure_logging
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     transports = commands.add_parser("transports", help="transport tools")
     tools = transports.add_subparsers(dest="tool", required=True, parser_class=_Parser)
     demo.add_parser(tools)
+    simulation = commands.add_parser("sim", help="simulator twins")
+    sim_tools = simulation.add_subparsers(dest="tool", required=True, parser_class=_Parser)
+    sim.add_parser(sim_tools)
     validate.add_parser(commands)
     return parser
 
