@@ -32,7 +32,11 @@ class NotConnectedError(FlexctlError):
         self.what = what
         self.causes: dict[str, BaseException] = dict(causes or {})
         lines = [f"{device}: not connected: {what}"]
-        lines += [f"  {name}: {type(exc).__name__}: {exc}" for name, exc in self.causes.items()]
+        for name, exc in self.causes.items():
+            # A cause may itself list causes: its own lines go one level deeper.
+            first, *rest = str(exc).splitlines() or [""]
+            lines.append(f"  {name}: {type(exc).__name__}: {first}")
+            lines += ["  " + line for line in rest]
         super().__init__("\n".join(lines))
 
 

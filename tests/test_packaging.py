@@ -51,10 +51,20 @@ def test_the_wheel_carries_and_finds_every_shipped_profile(tmp_path: Path) -> No
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         archive.extractall(unpacked)
-    for profile in (ROOT / "config" / "profiles").glob("*.yaml"):
-        assert f"flexctl/shipped/config/profiles/{profile.name}" in names
+    for folder, shipped in (
+        ("config/profiles", "config/profiles"),
+        ("config/lines", "config/lines"),
+        ("procedures", "procedures"),
+    ):
+        files = list((ROOT / folder).glob("*.yaml"))
+        assert files, f"nothing to ship in {folder}"
+        for path in files:
+            assert f"flexctl/shipped/{shipped}/{path.name}" in names
     probe = (
-        "from flexctl.resources import shipped_file; print(shipped_file('profiles', 'demo.opcua'))"
+        "from flexctl.resources import shipped_file; "
+        "print(shipped_file('profiles', 'demo.opcua')); "
+        "print(shipped_file('lines', 'sim')); "
+        "print(shipped_file('procedures', 'car-t'))"
     )
     found = subprocess.run(
         [sys.executable, "-c", probe],
@@ -65,4 +75,6 @@ def test_the_wheel_carries_and_finds_every_shipped_profile(tmp_path: Path) -> No
         env={**os.environ, "PYTHONPATH": str(unpacked)},
     )
     assert found.returncode == 0, found.stderr[-2000:]
-    assert found.stdout.strip().startswith(str(unpacked))
+    printed = found.stdout.split()
+    assert len(printed) == 3
+    assert all(path.startswith(str(unpacked)) for path in printed)
