@@ -1,0 +1,1258 @@
+"""The step executor: runs one batch of a procedure on a line's drivers, in process time.
+
+:class:`Batch` is what a batch is (id, procedure, parameter values, its ISA-88
+state machine); :class:`Executor` runs it on a mapping of device name to
+:class:`~drivers.base.Driver`, with time from the injected clock and
+everything written to a :class:`~flexctl.supervisor.journal.Journal`.
+
+How it runs:
+
+- ``run(actor=...)`` starts the batch (Idle -> Running) and runs the unit
+  procedures in order and their steps in order; after the last one,
+  Running -> Complete. It returns once the batch is Complete, Stopped or
+  Aborted; in Held (and Paused) it waits for a person.
+- The rules of a unit procedure run beside its steps: at the start of the unit
+  procedure and then every ``every`` of process time, if ``when`` holds, their
+  command is called. They keep running while the batch pauses, stop on hold,
+  stop or abort, and end with their unit procedure.
+- Pause takes effect at a step boundary (Pausing -> Paused when the current
+  step ends). Stop ends the batch after the current step.
+- Hold and Abort interrupt the running step at a safe point: a wait (a
+  ``wait`` step, a ``wait_until`` poll interval, a prompt) is interrupted at
+  once; a device request or driver command in flight is allowed to finish
+  (I/O is never cancelled mid-request). Then every driver's
+  ``safe_state(HOLD)`` (or ``ABORT``) is called; a failure is journaled as a
+  deviation, and the others are still called. Restart (by a person, never by
+  ``system``) re-reads every device (waiting for a lost link to come back)
+  and re-runs the interrupted step from its start.
+- Interlocks hold the batch by themselves (actor ``system``): a device that
+  stops answering (a read fails with NotConnectedError or
+  CommunicationTimeout, or its link leaves CONNECTED), a value out of its band
+  for longer than its delay, or an interlocking device alarm. A monitor task
+  polls every device every ``monitor_period`` of process time while the batch
+  is Running, Pausing or Paused.
+- A step that fails (the device refuses, an expression cannot be evaluated,
+  a prompt is declined) is a deviation: the batch holds and a person decides.
+
+Nothing here sleeps on the event loop or reads the wall clock: process time
+comes from the clock only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import hashlib
+import json
+import math
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import structlog
+
+from drivers.base import Driver, SafeAction
+from flexctl.clock import Clock
+from flexctl.errors import (
+    CommunicationTimeout,
+    ConfigurationError,
+    FlexctlError,
+    NotConnectedError,
+    Where,
+)
+from flexctl.procedure.loader import check_parameter_value
+from flexctl.procedure.model import (
+    Argument,
+    Call,
+    CommandStep,
+    Expr,
+    Literal,
+    OnTimeout,
+    Procedure,
+    ProcedureError,
+    PromptStep,
+    RecordStep,
+    Rule,
+    SetStep,
+    Step,
+    UnitProcedure,
+    WaitStep,
+    WaitUntilStep,
+)
+from flexctl.procedure.validate import NOT_COMMANDS, parse_parameter_values
+from flexctl.profile import Value
+from flexctl.supervisor.batch_state import (
+    FINAL,
+    BatchCommand,
+    BatchState,
+    BatchStateMachine,
+    IllegalCommand,
+    Transition,
+    UnknownCommand,
+)
+from flexctl.supervisor.interlocks import AlarmInterlock, Interlock, parse_alarms
+from flexctl.supervisor.journal import SYSTEM, EntryKind, Journal, JournalEntry, jsonable
+from flexctl.supervisor.prompts import PromptDeclined, Prompter, PromptRequest, check_answer
+from flexctl.transports.base import ConnectionState
+
+__all__ = [
+    "HOLDABLE",
+    "MONITORED",
+    "Batch",
+    "CommandRefused",
+    "Executor",
+]
+
+T = TypeVar("T")
+
+S = BatchState
+C = BatchCommand
+
+#: States a system hold can be given in (the state machine's Hold rows).
+HOLDABLE: Final = frozenset({S.Running, S.Pausing, S.Paused, S.Restarting})
+#: States in which the monitor polls the devices (in Stopping a trip is journaled only).
+MONITORED: Final = frozenset({S.Running, S.Pausing, S.Paused, S.Stopping})
+#: What a device that stops answering raises.
+LOST: Final = (NotConnectedError, CommunicationTimeout)
+
+log = structlog.get_logger("flexctl.supervisor.executor")
+
+
+class CommandRefused(FlexctlError):
+    """A batch command the executor refuses whatever the state (a restart by ``system``)."""
+
+
+@dataclass
+class Batch:
+    """One batch: its id, the procedure, this batch's parameter values and its state."""
+
+    batch_id: str
+    procedure: Procedure
+    parameters: Mapping[str, Literal]
+    machine: BatchStateMachine = field(default_factory=BatchStateMachine)
+
+    def __post_init__(self) -> None:
+        if not self.batch_id.strip():
+            raise ValueError("a batch needs an id")
+        self.parameters = _complete_parameters(self.procedure, self.parameters)
+
+    @classmethod
+    def create(cls, batch_id: str, procedure: Procedure, params: Sequence[str] = ()) -> Batch:
+        """A batch with ``name=value`` parameters (defaults for the rest); ProcedureError."""
+        return cls(batch_id, procedure, parse_parameter_values(procedure, params))
+
+    @property
+    def state(self) -> BatchState:
+        return self.machine.state
+
+
+def _complete_parameters(procedure: Procedure, given: Mapping[str, Literal]) -> dict[str, Literal]:
+    problems: list[ConfigurationError] = []
+    values: dict[str, Literal] = {}
+    for name in given:
+        if name not in procedure.parameters:
+            problems.append(
+                ConfigurationError(procedure.where, f"unknown parameter {name!r} for this batch")
+            )
+    for name, param in procedure.parameters.items():
+        value = given.get(name, param.default)
+        if value is None:
+            problems.append(ConfigurationError(param.where, f"parameter {name} has no value"))
+            continue
+        why = check_parameter_value(param, value)
+        if why is not None:
+            problems.append(ConfigurationError(param.where, f"parameter {name}: {why}"))
+            continue
+        values[name] = value
+    if problems:
+        raise ProcedureError(problems)
+    return values
+
+
+class _Interrupted(Exception):
+    """Raised in a worker at a safe point once it has been interrupted."""
+
+
+class _Worker:
+    """A task that is interrupted only at its safe points.
+
+    A safe point is an await the worker marks with :meth:`safe` (a sleep on
+    the clock, a prompt). :meth:`interrupt` cancels the task if it sits at one;
+    otherwise (a device request in flight) it only leaves a note, and the
+    worker stops at its next safe point or :meth:`checkpoint`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.task: asyncio.Task[Any] | None = None
+        self.reason: str | None = None
+        self._safe = False
+        self._cancelled = False
+
+    def start(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro, name=self.name)
+        self.task = task
+        return task
+
+    def checkpoint(self) -> None:
+        if self.reason is not None:
+            raise _Interrupted(self.reason)
+
+    async def safe(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.reason is not None:
+            coro.close()
+            raise _Interrupted(self.reason)
+        self._safe = True
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._cancelled and task is not None:
+                self._cancelled = False
+                if task.uncancel() == 0:
+                    raise _Interrupted(self.reason or "interrupted") from None
+            raise
+        finally:
+            self._safe = False
+
+    def interrupt(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        task = self.task
+        if (
+            self._safe
+            and not self._cancelled
+            and task is not None
+            and not task.done()
+            and task is not asyncio.current_task()
+        ):
+            self._cancelled = True
+            task.cancel()
+
+    async def stop(self, reason: str) -> None:
+        """Interrupt at a safe point and wait until the task has ended."""
+        self.interrupt(reason)
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def kill(self) -> None:
+        """Cancel now, wherever the task is (run() itself is being cancelled)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+class _StepFailed(Exception):
+    """A step ended without its result; the batch has been held or aborted already."""
+
+
+@dataclass
+class _BandWatch:
+    interlock: Interlock
+    out_since: float | None = None
+
+
+class Executor:
+    """Runs one :class:`Batch` on ``drivers``; see the module docstring.
+
+    Args:
+        batch: the batch to run (its state machine starts Idle).
+        drivers: device name -> connected driver, for every device the
+            procedure and the interlocks name.
+        clock: the process clock.
+        journal: where every entry goes.
+        prompter: who answers prompt steps (required if the procedure has any).
+        interlocks: band interlocks and alarm interlocks.
+        monitor_period: process seconds between two polls of every device.
+        link_wait: process seconds a restart waits for a lost link to come back.
+        prompt_attempts: how often a prompt is asked before a wrong answer
+            holds the batch.
+    """
+
+    def __init__(
+        self,
+        batch: Batch,
+        drivers: Mapping[str, Driver],
+        *,
+        clock: Clock,
+        journal: Journal,
+        prompter: Prompter | None = None,
+        interlocks: Sequence[Interlock | AlarmInterlock] = (),
+        monitor_period: float = 60.0,
+        link_wait: float = 120.0,
+        prompt_attempts: int = 3,
+    ) -> None:
+        if not monitor_period > 0 or not link_wait >= 0 or prompt_attempts < 1:
+            raise ValueError("monitor_period > 0, link_wait >= 0 and prompt_attempts >= 1")
+        self.batch = batch
+        self.procedure = batch.procedure
+        self.machine = batch.machine
+        self.drivers = dict(drivers)
+        self.clock = clock
+        self.journal = journal
+        self.prompter = prompter
+        self.bands = [i for i in interlocks if isinstance(i, Interlock)]
+        self.alarm_interlocks = [i for i in interlocks if isinstance(i, AlarmInterlock)]
+        self.monitor_period = float(monitor_period)
+        self.link_wait = float(link_wait)
+        self.prompt_attempts = prompt_attempts
+        self.results: dict[str, dict[str, Value]] = {}
+        self._log = log.bind(batch=batch.batch_id)
+        self._check_devices()
+        self._watches = [_BandWatch(i) for i in self.bands]
+        self._alarms: dict[str, tuple[str, ...]] = {}
+        self._tripped: set[str] = set()
+        self._attempts: dict[str, int] = {}
+        self._unit: UnitProcedure | None = None
+        self._step_worker: _Worker | None = None
+        self._restart_worker: _Worker | None = None
+        self._rules: list[_Worker] = []
+        self._monitor: _Worker | None = None
+        self._waiters: list[asyncio.Event] = []
+        self._running = False
+        # For the life of the executor, so a Reset after the run is journaled too.
+        self.machine.on_change(self._on_transition)
+
+    # -- checks at construction -----------------------------------------------------
+
+    def _check_devices(self) -> None:
+        missing: dict[str, Where] = {}
+        for where, device in self._devices_named():
+            if device not in self.drivers:
+                missing.setdefault(device, where)
+        for device, where in missing.items():
+            raise ConfigurationError(
+                where,
+                f"device {device!r} has no driver in this run "
+                f"(drivers: {', '.join(sorted(self.drivers)) or 'none'})",
+            )
+        if self.prompter is None:
+            for step in self.procedure.steps():
+                if isinstance(step, PromptStep):
+                    raise ConfigurationError(
+                        step.where, f"step {step.id} asks a person, but no prompter was given"
+                    )
+
+    def _devices_named(self) -> list[tuple[Where, str]]:
+        step_ids = {s.id for s in self.procedure.steps()}
+        found: list[tuple[Where, str]] = []
+
+        def names(expr: Expr) -> None:
+            for name in sorted(expr.names):
+                head, dot, _ = name.partition(".")
+                if dot and head not in step_ids:
+                    found.append((expr.where, head))
+
+        def call(c: Call) -> None:
+            found.append((c.target.device_where, c.target.device))
+            for arg in c.args.values():
+                if isinstance(arg.value, Expr):
+                    names(arg.value)
+
+        for step in self.procedure.steps():
+            if isinstance(step, CommandStep):
+                call(step.call)
+            elif isinstance(step, SetStep):
+                found.append((step.target.device_where, step.target.device))
+                if isinstance(step.value.value, Expr):
+                    names(step.value.value)
+            elif isinstance(step, WaitUntilStep):
+                names(step.condition)
+            elif isinstance(step, RecordStep):
+                names(step.expression)
+        for rule in self.procedure.rules():
+            call(rule.call)
+            if rule.when is not None:
+                names(rule.when)
+        where = Where("interlocks")
+        found += [(where, i.device) for i in self.bands]
+        found += [(where, i.device) for i in self.alarm_interlocks]
+        return found
+
+    # -- the state and person commands ------------------------------------------------
+
+    @property
+    def state(self) -> BatchState:
+        return self.machine.state
+
+    def command(self, cmd: BatchCommand | str, *, actor: str, reason: str = "") -> BatchState:
+        """A person's batch command; returns the new state.
+
+        Raises:
+            CommandRefused: a restart by ``system`` (only a person restarts a
+                held batch), or no actor.
+            IllegalCommand: the state does not accept ``cmd``.
+            UnknownCommand: no such command.
+        """
+        try:
+            command = BatchCommand(cmd)
+        except ValueError:
+            raise UnknownCommand(cmd) from None
+        why = None
+        if not actor.strip():
+            why = "a batch command needs the person who gives it"
+        elif command == C.Restart and actor == SYSTEM:
+            why = "only a person restarts a held batch, never the system"
+        if why is not None:
+            self._write(
+                EntryKind.BATCH_STATE,
+                actor=actor or "?",
+                command=str(command),
+                refused=why,
+                state=self.state.value,
+            )
+            raise CommandRefused(why)
+        try:
+            return self.machine.command(command, actor=actor, reason=reason)
+        except IllegalCommand as exc:
+            self._write(
+                EntryKind.BATCH_STATE,
+                actor=actor,
+                command=str(command),
+                refused=str(exc),
+                state=self.state.value,
+            )
+            raise
+
+    async def wait_for(self, *states: BatchState) -> BatchState:
+        """Wait until the batch is in one of ``states``; returns it."""
+        while self.machine.state not in states:
+            await self._next_change()
+        return self.machine.state
+
+    async def _next_change(self) -> None:
+        event = asyncio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        finally:
+            if event in self._waiters:
+                self._waiters.remove(event)
+
+    def _on_transition(self, transition: Transition) -> None:
+        self._write(
+            EntryKind.BATCH_STATE,
+            actor=transition.actor,
+            old=transition.old.value,
+            new=transition.new.value,
+            command=str(transition.command),
+            reason=transition.reason,
+        )
+        new = transition.new
+        if new in (S.Holding, S.Aborting):
+            why = f"batch {new.value}"
+            for worker in (self._step_worker, self._restart_worker, *self._rules):
+                if worker is not None:
+                    worker.interrupt(why)
+        elif transition.old is S.Restarting and self._restart_worker is not None:
+            self._restart_worker.interrupt(f"batch {new.value}")
+        if new is S.Restarting:
+            self._tripped.clear()
+            for watch in self._watches:
+                watch.out_since = None
+        waiters, self._waiters = self._waiters, []
+        for event in waiters:
+            event.set()
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run(self, *, actor: str) -> BatchState:
+        """Start the batch as ``actor`` and run it to Complete, Stopped or Aborted."""
+        if self._running:
+            raise RuntimeError("this executor is already running")
+        if not actor.strip() or actor == SYSTEM:
+            raise CommandRefused("a batch is started by a person")
+        self._running = True
+        unsubscribe: list[Callable[[], None]] = []
+        for name, driver in self.drivers.items():
+            transport = getattr(driver, "transport", None)
+            if transport is not None:
+                unsubscribe.append(transport.on_state(partial(self._on_link, name)))
+        hard = True
+        try:
+            for name, value in self.batch.parameters.items():
+                param = self.procedure.parameters[name]
+                self._write(
+                    EntryKind.PARAMETER,
+                    actor=actor,
+                    name=name,
+                    value=value,
+                    unit=param.unit,
+                    type=param.type.value,
+                    default=param.default == value,
+                )
+            self.machine.command(
+                C.Start,
+                actor=actor,
+                reason=f"procedure {self.procedure.name} {self.procedure.version}",
+            )
+            monitor = _Worker(f"flexctl-monitor-{self.batch.batch_id}")
+            self._monitor = monitor
+            monitor.start(self._monitor_loop(monitor))
+            for unit in self.procedure.unit_procedures:
+                if not await self._run_unit(unit):
+                    break
+            else:
+                self._unit = None
+                if await self._settle(None):
+                    self.machine.complete(reason="every unit procedure has run")
+            hard = False
+            return self.machine.state
+        finally:
+            await self._shutdown(hard=hard)
+            for undo in unsubscribe:
+                undo()
+            self._running = False
+
+    async def _shutdown(self, *, hard: bool) -> None:
+        workers = [
+            w
+            for w in (self._step_worker, self._restart_worker, *self._rules, self._monitor)
+            if w is not None
+        ]
+        for worker in workers:
+            if hard:
+                await worker.kill()
+            else:
+                await worker.stop("batch ended")
+        self._rules = []
+        self._monitor = None
+        self._step_worker = None
+        self._restart_worker = None
+
+    async def _run_unit(self, unit: UnitProcedure) -> bool:
+        """Run one unit procedure's steps; False when the batch ended meanwhile."""
+        self._unit = unit
+        index = 0
+        while index < len(unit.steps):
+            if not await self._settle(unit):
+                return False
+            if await self._run_step(unit, unit.steps[index]):
+                index += 1
+        await self._stop_rules(f"unit procedure {unit.name} ended")
+        return True
+
+    async def _settle(self, unit: UnitProcedure | None) -> bool:
+        """Carry out transient states until Running (True) or a final state (False)."""
+        while True:
+            state = self.machine.state
+            if state is S.Running:
+                if unit is not None:
+                    self._start_rules(unit)
+                return True
+            if state in FINAL or state is S.Idle:
+                return False
+            if state is S.Pausing:
+                self.machine.complete(reason="step boundary reached")
+            elif state in (S.Paused, S.Held):
+                await self._next_change()
+            elif state is S.Holding:
+                await self._stop_rules("batch Holding")
+                if self.machine.state is S.Holding:
+                    await self._safe_states(SafeAction.HOLD)
+                if self.machine.state is S.Holding:
+                    self.machine.complete(reason="devices in their hold state")
+            elif state is S.Restarting:
+                ready = await self._restart_check()
+                if self.machine.state is S.Restarting:
+                    if ready:
+                        self.machine.complete(reason="device state re-read")
+                    else:  # never try again at once: a person decides
+                        self._system_command(C.Hold, "restart check did not pass")
+            elif state is S.Stopping:
+                await self._stop_rules("batch Stopping")
+                if self.machine.state is S.Stopping:
+                    self.machine.complete(reason="stopped after the current step")
+            elif state is S.Aborting:
+                await self._stop_rules("batch Aborting")
+                await self._safe_states(SafeAction.ABORT)
+                if self.machine.state is S.Aborting:
+                    self.machine.complete(reason="devices in their abort state")
+
+    # -- steps ------------------------------------------------------------------------
+
+    async def _run_step(self, unit: UnitProcedure, step: Step) -> bool:
+        """Run ``step`` once; True when it ended with its result."""
+        attempt = self._attempts.get(step.id, 0) + 1
+        self._attempts[step.id] = attempt
+        worker = _Worker(f"flexctl-step-{step.id}")
+        self._step_worker = worker
+        try:
+            done = await worker.start(self._step_body(unit, step, attempt, worker))
+        finally:
+            if self._step_worker is worker:
+                self._step_worker = None
+        if not done and self.machine.state in (S.Running, S.Pausing, S.Paused):
+            # Whatever ended the step without its result must stop the procedure:
+            # never run the step again at once (a lost device would spin here).
+            self._system_command(C.Hold, f"step {step.id} ended without its result")
+        return done
+
+    async def _step_body(
+        self, unit: UnitProcedure, step: Step, attempt: int, worker: _Worker
+    ) -> bool:
+        where = {"unit_procedure": unit.name, "step": step.id}
+        self._write(
+            EntryKind.STEP_START,
+            **where,
+            step_kind=step.kind,
+            attempt=attempt,
+            description=step.description,
+        )
+        try:
+            fields = await self._execute(unit, step, worker)
+        except _Interrupted as exc:
+            self._write(EntryKind.STEP_END, **where, result="interrupted", reason=str(exc))
+            return False
+        except _StepFailed as exc:
+            self._write(EntryKind.STEP_END, **where, result="failed", reason=str(exc))
+            return False
+        except Exception as exc:
+            self._write(
+                EntryKind.STEP_END,
+                **where,
+                result="failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            self._failed(exc, unit_procedure=unit.name, step=step.id, device=self._device_of(step))
+            return False
+        self.results[step.id] = fields
+        self._write(EntryKind.STEP_END, **where, result="done", fields=fields)
+        return True
+
+    async def _execute(self, unit: UnitProcedure, step: Step, worker: _Worker) -> dict[str, Value]:
+        if isinstance(step, CommandStep):
+            return await self._call(step.call, unit.name, step.id)
+        if isinstance(step, SetStep):
+            return await self._set(step, unit.name)
+        if isinstance(step, WaitStep):
+            await worker.safe(self.clock.sleep(step.duration.seconds))
+            return {"seconds": step.duration.seconds}
+        if isinstance(step, WaitUntilStep):
+            return await self._wait_until(step, unit.name, worker)
+        if isinstance(step, RecordStep):
+            value = await self._evaluate(step.expression)
+            self._write(
+                EntryKind.RECORD,
+                unit_procedure=unit.name,
+                step=step.id,
+                device=self._device_of(step),
+                expression=step.expression.text,
+                value=value,
+                unit=step.unit,
+            )
+            return {"value": value}
+        if isinstance(step, PromptStep):
+            return await self._prompt(step, unit.name, worker)
+        raise TypeError(f"step {step.id}: unknown step kind {step.kind!r}")
+
+    async def _call(self, call: Call, unit: str, step: str) -> dict[str, Value]:
+        device = call.target.device
+        method = call.target.member
+        driver = self.drivers[device]
+        args = {name: await self._value(arg) for name, arg in call.args.items()}
+        if method.startswith("_") or method in NOT_COMMANDS:
+            raise ConfigurationError(call.where, f"{call.target} is not a device command")
+        function: Callable[..., Awaitable[object]] = getattr(driver, method)
+        self._write(
+            EntryKind.COMMAND,
+            unit_procedure=unit,
+            step=step,
+            device=device,
+            method=method,
+            args=args,
+        )
+        try:
+            result = await function(**args)
+        except Exception as exc:
+            self._write(
+                EntryKind.COMMAND_RESULT,
+                unit_procedure=unit,
+                step=step,
+                device=device,
+                method=method,
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            raise
+        fields = _fields(result)
+        self._write(
+            EntryKind.COMMAND_RESULT,
+            unit_procedure=unit,
+            step=step,
+            device=device,
+            method=method,
+            result=jsonable(result),
+        )
+        return fields
+
+    async def _set(self, step: SetStep, unit: str) -> dict[str, Value]:
+        device, signal = step.target.device, step.target.member
+        value = await self._value(step.value)
+        self._write(
+            EntryKind.COMMAND,
+            unit_procedure=unit,
+            step=step.id,
+            device=device,
+            set=signal,
+            value=value,
+        )
+        try:
+            await self.drivers[device].set(signal, value)
+        except Exception as exc:
+            self._write(
+                EntryKind.COMMAND_RESULT,
+                unit_procedure=unit,
+                step=step.id,
+                device=device,
+                set=signal,
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            raise
+        self._write(
+            EntryKind.COMMAND_RESULT,
+            unit_procedure=unit,
+            step=step.id,
+            device=device,
+            set=signal,
+            ok=True,
+        )
+        return {"value": value}
+
+    async def _wait_until(
+        self, step: WaitUntilStep, unit: str, worker: _Worker
+    ) -> dict[str, Value]:
+        start = self.clock.now()
+        deadline = start + step.timeout.seconds
+        poll = step.poll.seconds
+        while True:
+            holds = await self._evaluate_bool(step.condition)
+            now = self.clock.now()
+            if holds:
+                return {"elapsed_s": now - start, "timed_out": False}
+            worker.checkpoint()
+            if now >= deadline:
+                break
+            await worker.safe(self.clock.sleep_until(min(deadline, now + poll)))
+        what = f"step {step.id}: {step.condition.text!r} did not hold within {step.timeout.text}"
+        if step.on_timeout is OnTimeout.CONTINUE:
+            self._write(
+                EntryKind.DEVIATION,
+                unit_procedure=unit,
+                step=step.id,
+                device=self._device_of(step),
+                deviation="wait_until timeout",
+                condition=step.condition.text,
+                timeout_s=step.timeout.seconds,
+                on_timeout="continue",
+                message=what + "; continued as the procedure says",
+            )
+            return {"elapsed_s": self.clock.now() - start, "timed_out": True}
+        command = C.Hold if step.on_timeout is OnTimeout.HOLD else C.Abort
+        self._system_command(command, what)
+        raise _StepFailed(f"timed out ({step.on_timeout.value})")
+
+    async def _prompt(self, step: PromptStep, unit: str, worker: _Worker) -> dict[str, Value]:
+        assert self.prompter is not None  # checked at construction
+        request = PromptRequest(self.batch.batch_id, unit, step.id, step.text)
+        entry_spec: dict[str, object] | None = None
+        if step.entry is not None:
+            entry_spec = {
+                "type": step.entry.type.value,
+                "pattern": step.entry.pattern,
+                "limits": step.entry.limits,
+                "unit": step.entry.unit,
+            }
+        self._write(
+            EntryKind.PROMPT,
+            unit_procedure=unit,
+            step=step.id,
+            text=step.text,
+            role=step.role.value,
+            meaning=step.meaning.value,
+            entry=entry_spec,
+        )
+        for _ in range(self.prompt_attempts):
+            value, signer = await worker.safe(
+                self.prompter.ask(request, step.role, step.meaning, step.entry)
+            )
+            why = check_answer(step.entry, value)
+            if why is None:
+                break
+            self._write(
+                EntryKind.PROMPT,
+                actor=signer.user,
+                unit_procedure=unit,
+                step=step.id,
+                rejected=jsonable(value),
+                why=why,
+                simulated=signer.simulated,
+            )
+            if step.entry is None:
+                raise PromptDeclined(f"step {step.id}: not confirmed by {signer.printed_name}")
+        else:
+            raise PromptDeclined(
+                f"step {step.id}: no acceptable entry after {self.prompt_attempts} attempts"
+            )
+        signed_at = self.clock.utcnow().isoformat()
+        signed = {
+            "batch": self.batch.batch_id,
+            "unit_procedure": unit,
+            "step": step.id,
+            "text": step.text,
+            "value": value,
+            "role": step.role.value,
+            "meaning": step.meaning.value,
+            "printed_name": signer.printed_name,
+            "signed_at": signed_at,
+        }
+        digest = hashlib.sha256(
+            json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        self._write(
+            EntryKind.SIGNATURE,
+            actor=signer.user,
+            unit_procedure=unit,
+            step=step.id,
+            printed_name=signer.printed_name,
+            signed_at=signed_at,
+            meaning=step.meaning.value,
+            role=step.role.value,
+            value=value,
+            simulated=signer.simulated,
+            sha256=digest,
+        )
+        return {"value": value, "signer": signer.user}
+
+    # -- expressions and values ---------------------------------------------------------
+
+    async def _value(self, arg: Argument) -> Value:
+        if isinstance(arg.value, Expr):
+            return await self._evaluate(arg.value)
+        return arg.value
+
+    async def _evaluate(self, expr: Expr) -> Value:
+        lookup = await self._lookup(expr)
+        return expr.compiled.evaluate(lookup)
+
+    async def _evaluate_bool(self, expr: Expr) -> bool:
+        lookup = await self._lookup(expr)
+        return expr.compiled.evaluate_bool(lookup)
+
+    async def _lookup(self, expr: Expr) -> Callable[[str], Value]:
+        """Read the device signals ``expr`` names, one batched read per device."""
+        wanted: dict[str, list[str]] = {}
+        for name in sorted(expr.names):
+            head, dot, rest = name.partition(".")
+            if dot and head in self.drivers and head not in self.results:
+                wanted.setdefault(head, []).append(rest)
+        values: dict[str, Value] = {}
+        for device, signals in wanted.items():
+            read = await self.drivers[device].read(signals)
+            values.update({f"{device}.{s}": v for s, v in read.items()})
+        parameters = self.batch.parameters
+        results = self.results
+
+        def lookup(name: str) -> Value:
+            if name in values:
+                return values[name]
+            if name in parameters:
+                return parameters[name]
+            head, dot, rest = name.partition(".")
+            if dot and head in results:
+                fields = results[head]
+                if rest in fields:
+                    return fields[rest]
+                raise KeyError(f"{name} (step {head} has {', '.join(sorted(fields)) or 'none'})")
+            raise KeyError(name)
+
+        return lookup
+
+    # -- rules ------------------------------------------------------------------------
+
+    def _start_rules(self, unit: UnitProcedure) -> None:
+        if self._rules or not unit.rules:
+            return
+        for rule in unit.rules:
+            worker = _Worker(f"flexctl-rule-{rule.id}")
+            worker.start(self._rule_loop(unit, rule, worker))
+            self._rules.append(worker)
+
+    async def _stop_rules(self, reason: str) -> None:
+        rules, self._rules = self._rules, []
+        for worker in rules:
+            await worker.stop(reason)
+
+    async def _rule_loop(self, unit: UnitProcedure, rule: Rule, worker: _Worker) -> None:
+        due = self.clock.now()
+        try:
+            while True:
+                await worker.safe(self.clock.sleep_until(due))
+                try:
+                    fires = rule.when is None or await self._evaluate_bool(rule.when)
+                    worker.checkpoint()
+                    if fires:
+                        await self._call(rule.call, unit.name, rule.id)
+                except _Interrupted:
+                    raise
+                except Exception as exc:
+                    device = rule.call.target.device
+                    self._failed(exc, unit_procedure=unit.name, step=rule.id, device=device)
+                    return
+                due += rule.every.seconds
+                now = self.clock.now()
+                if due <= now:  # a command outlasted the period: skip the missed ticks
+                    due += (math.floor((now - due) / rule.every.seconds) + 1) * rule.every.seconds
+        except _Interrupted:
+            return
+
+    # -- failures, interlocks and safe states -----------------------------------------
+
+    def _failed(self, exc: BaseException, *, unit_procedure: str, step: str, device: str) -> None:
+        """A step or rule failed: a lost device trips its interlock, anything else deviates."""
+        if isinstance(exc, LOST):
+            lost = self._device_name(exc, device)
+            self._trip(f"link:{lost}", lost, f"device {lost} not answering: {exc}")
+            return
+        if not isinstance(exc, FlexctlError):
+            self._log.error(
+                "step_error", unit_procedure=unit_procedure, step=step, device=device, exc_info=exc
+            )
+        message = f"{step} failed: {type(exc).__name__}: {exc}"
+        self._write(
+            EntryKind.DEVIATION,
+            unit_procedure=unit_procedure,
+            step=step,
+            device=device,
+            deviation="step failed",
+            error=str(exc),
+            error_type=type(exc).__name__,
+            message=message,
+        )
+        self._system_command(C.Hold, message)
+
+    def _device_name(self, exc: BaseException, fallback: str) -> str:
+        """The run's name of the device ``exc`` is about (transports name it themselves)."""
+        named = str(getattr(exc, "device", "") or "")
+        if named in self.drivers:
+            return named
+        for name, driver in self.drivers.items():
+            transport = getattr(driver, "transport", None)
+            if named and getattr(transport, "device", None) == named:
+                return name
+        return fallback or named
+
+    def _system_command(self, command: BatchCommand, reason: str) -> None:
+        """Hold or abort by ``system`` where the state allows it; journaled otherwise."""
+        state = self.machine.state
+        if command is C.Hold and state not in HOLDABLE:
+            if state not in (S.Holding, S.Held):
+                self._write(
+                    EntryKind.DEVIATION,
+                    deviation="hold not possible",
+                    state=state.value,
+                    message=f"{reason}; the batch cannot hold while {state.value}",
+                )
+            return
+        try:
+            self.machine.command(command, actor=SYSTEM, reason=reason)
+        except IllegalCommand as exc:
+            self._write(EntryKind.DEVIATION, deviation="system command refused", error=str(exc))
+
+    def _trip(self, key: str, device: str, reason: str, value: Value | None = None) -> None:
+        """An interlock tripped: journal it once and hold the batch (if it can hold)."""
+        if key in self._tripped:
+            return
+        self._tripped.add(key)
+        state = self.machine.state
+        holds = state in HOLDABLE
+        self._write(
+            EntryKind.INTERLOCK,
+            device=device,
+            interlock=key,
+            reason=reason,
+            state=state.value,
+            action="hold" if holds else f"none (batch is {state.value})",
+            value=value,
+        )
+        if holds:
+            self.machine.command(C.Hold, actor=SYSTEM, reason=f"interlock {key}: {reason}")
+
+    def _on_link(self, device: str, state: ConnectionState) -> None:
+        if self.machine.state in FINAL or self.machine.state is S.Idle:
+            return
+        if state is ConnectionState.CONNECTED:
+            self._write(EntryKind.INTERLOCK, device=device, link=state.value, event="link up")
+            return
+        if state in (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED):
+            self._trip(f"link:{device}", device, f"device {device} link {state.value}")
+
+    async def _safe_states(self, action: SafeAction) -> None:
+        for name, driver in self.drivers.items():
+            self._write(
+                EntryKind.COMMAND, device=name, method="safe_state", args={"action": action.value}
+            )
+            try:
+                await driver.safe_state(action)
+            except Exception as exc:
+                self._write(
+                    EntryKind.COMMAND_RESULT,
+                    device=name,
+                    method="safe_state",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                )
+                self._write(
+                    EntryKind.DEVIATION,
+                    device=name,
+                    deviation="safe state failed",
+                    safe_state=action.value,
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    message=f"{name}: safe state {action.value} failed: {exc}",
+                )
+                self._log.error(
+                    "safe_state_failed", device=name, action=action.value, error=str(exc)
+                )
+            else:
+                self._write(
+                    EntryKind.COMMAND_RESULT, device=name, method="safe_state", result=action.value
+                )
+
+    async def _restart_check(self) -> bool:
+        worker = _Worker(f"flexctl-restart-{self.batch.batch_id}")
+        self._restart_worker = worker
+        try:
+            return await worker.start(self._restart_body(worker))
+        finally:
+            if self._restart_worker is worker:
+                self._restart_worker = None
+
+    async def _restart_body(self, worker: _Worker) -> bool:
+        """Re-read every device before running again; False if an interlock held the batch."""
+        try:
+            for name, driver in self.drivers.items():
+                transport = getattr(driver, "transport", None)
+                if transport is not None and transport.state is not ConnectionState.CONNECTED:
+                    up = await worker.safe(driver.link_up(self.link_wait))
+                    if not up:
+                        self._trip(
+                            f"link:{name}",
+                            name,
+                            f"device {name} still not answering after {self.link_wait:g} s",
+                        )
+                        return False
+                try:
+                    status = await driver.status()
+                    alarms = await self._read_alarms(name, driver)
+                except LOST as exc:
+                    self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
+                    return False
+                worker.checkpoint()
+                self._write(
+                    EntryKind.INTERLOCK,
+                    device=name,
+                    event="restart check",
+                    status=status.value,
+                    alarms=list(alarms),
+                )
+                if self._check_alarms(name, alarms):
+                    return False
+            return True
+        except _Interrupted:
+            return False
+        except FlexctlError as exc:
+            unit = self._unit.name if self._unit else ""
+            self._failed(exc, unit_procedure=unit, step="", device="")
+            return False
+
+    # -- the monitor ------------------------------------------------------------------
+
+    async def _monitor_loop(self, worker: _Worker) -> None:
+        try:
+            while True:
+                while self.machine.state not in MONITORED:
+                    await worker.safe(self._next_change())
+                await self._poll_devices(worker)
+                await worker.safe(self.clock.sleep(self.monitor_period))
+        except _Interrupted:
+            return
+
+    async def _poll_devices(self, worker: _Worker) -> None:
+        for name, driver in self.drivers.items():
+            worker.checkpoint()
+            if self.machine.state not in MONITORED:
+                return
+            watches = [w for w in self._watches if w.interlock.device == name]
+            try:
+                if watches:
+                    signals = sorted({w.interlock.signal_name for w in watches})
+                    values = await driver.read(signals)
+                else:
+                    await driver.status()  # a heartbeat: the device answers
+                    values = {}
+                alarms = await self._read_alarms(name, driver)
+            except LOST as exc:
+                self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
+                continue
+            except FlexctlError as exc:
+                self._write(
+                    EntryKind.DEVIATION,
+                    device=name,
+                    deviation="monitor read failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                )
+                continue
+            now = self.clock.now()
+            for watch in watches:
+                self._check_band(watch, values[watch.interlock.signal_name], now)
+            self._check_alarms(name, alarms)
+
+    def _check_band(self, watch: _BandWatch, value: Value, now: float) -> None:
+        interlock = watch.interlock
+        if not interlock.outside(value):
+            if watch.out_since is not None:
+                self._write(
+                    EntryKind.INTERLOCK,
+                    device=interlock.device,
+                    interlock=f"band:{interlock.label}",
+                    event="back in band",
+                    value=value,
+                    band=interlock.band(),
+                )
+            watch.out_since = None
+            return
+        if watch.out_since is None:
+            watch.out_since = now
+            self._write(
+                EntryKind.INTERLOCK,
+                device=interlock.device,
+                interlock=f"band:{interlock.label}",
+                event="out of band",
+                value=value,
+                band=interlock.band(),
+                delay_s=interlock.delay,
+            )
+        if now - watch.out_since >= interlock.delay:
+            self._trip(
+                f"band:{interlock.label}",
+                interlock.device,
+                f"{interlock.signal} = {value!r} outside {interlock.band()} for "
+                f"{now - watch.out_since:g} s (delay {interlock.delay:g} s)",
+                value=value,
+            )
+
+    async def _read_alarms(self, name: str, driver: Driver) -> tuple[str, ...]:
+        if not _has_signal(driver, "alarm"):
+            return ()
+        return parse_alarms(await driver.alarm())
+
+    def _check_alarms(self, name: str, alarms: tuple[str, ...]) -> bool:
+        """Journal alarm changes; trip interlocking alarms. True if one tripped."""
+        before = self._alarms.get(name, ())
+        if alarms != before:
+            self._alarms[name] = alarms
+            self._write(
+                EntryKind.ALARM,
+                device=name,
+                active=list(alarms),
+                raised=[a for a in alarms if a not in before],
+                cleared=[a for a in before if a not in alarms],
+            )
+        tripped = False
+        for interlock in self.alarm_interlocks:
+            if interlock.device != name:
+                continue
+            for alarm in interlock.tripping(alarms):
+                self._trip(f"alarm:{name}:{alarm}", name, f"device {name} alarm {alarm}")
+                tripped = True
+        return tripped
+
+    def _device_of(self, step: Step) -> str:
+        """The device(s) a step is about, for the journal."""
+        if isinstance(step, CommandStep):
+            return step.call.target.device
+        if isinstance(step, SetStep):
+            return step.target.device
+        expr: Expr | None = None
+        if isinstance(step, WaitUntilStep):
+            expr = step.condition
+        elif isinstance(step, RecordStep):
+            expr = step.expression
+        if expr is None:
+            return ""
+        heads = {name.partition(".")[0] for name in expr.names if "." in name}
+        return ",".join(sorted(heads & set(self.drivers)))
+
+    # -- the journal ------------------------------------------------------------------
+
+    def _write(
+        self,
+        kind: EntryKind,
+        *,
+        actor: str = SYSTEM,
+        unit_procedure: str | None = None,
+        step: str = "",
+        device: str = "",
+        **payload: object,
+    ) -> None:
+        unit_name = (
+            unit_procedure
+            if unit_procedure is not None
+            else (self._unit.name if self._unit else "")
+        )
+        data = {k: jsonable(v) for k, v in payload.items()}
+        entry = JournalEntry(
+            process_time=self.clock.now(),
+            utc=self.clock.utcnow(),
+            kind=kind,
+            actor=actor,
+            batch=self.batch.batch_id,
+            unit_procedure=unit_name,
+            step=step,
+            device=device,
+            payload=data,
+        )
+        self.journal.append(entry)
+        self._log.info(
+            "journal",
+            kind=kind.value,
+            unit_procedure=unit_name,
+            step=step,
+            device=device,
+            actor=actor,
+            process_time=entry.process_time,
+            payload=data,
+        )
+
+
+def _fields(result: object) -> dict[str, Value]:
+    """A command's result as the fields later expressions may name (``step.field``)."""
+    if result is None:
+        return {}
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return {f.name: _scalar(getattr(result, f.name)) for f in dataclasses.fields(result)}
+    if isinstance(result, Mapping):
+        return {str(k): _scalar(v) for k, v in result.items()}
+    return {"value": _scalar(result)}
+
+
+def _scalar(value: object) -> Value:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(jsonable(value), sort_keys=True)
+
+
+def _has_signal(driver: Driver, name: str) -> bool:
+    transport = getattr(driver, "transport", None)
+    profile = getattr(transport, "profile", None)
+    signals: Collection[str] = getattr(profile, "signals", {})
+    return name in signals
