@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from flexctl.cli import demo, sim, validate
+from flexctl.cli import demo, run, sim, validate
 from flexctl.errors import ConfigurationError, FlexctlError
 from flexctl.logs import configure_logging
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_tools = simulation.add_subparsers(dest="tool", required=True, parser_class=_Parser)
     sim.add_parser(sim_tools)
     validate.add_parser(commands)
+    run.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,749 @@
+"""``flexctl run``: run one batch of a procedure from start to end, headless.
+
+First the procedure is checked against the line, as ``flexctl validate`` does;
+any problem is printed as ``file:line:column: message`` and nothing starts
+(exit 2). Then the line comes up: on the simulated line every twin starts in
+this process behind its real protocol, and a virtual clock drives process
+time (``--speed N``: wall time x N instead). The batch runs to its end; a line
+per step start and per batch state change goes to stdout (process day and
+time, unit procedure, step, key values), logs go to stderr, and a summary ends
+the output.
+
+Prompts are answered and signed by the simulation user only under
+``--auto-sign``, which a line of twins implies and a line with any hardware
+device refuses. Under auto-sign a parameter without a default gets a made-up
+value, and a prompt whose entry the procedure compares with a parameter or an
+earlier entry is answered with that value (the simulated bag carries the
+batch's chain-of-identity label; both people read the same vial).
+
+An interlock monitor polls every device each ``--monitor-period`` of process
+time (default 1 min); a lost device holds the batch. Headless, nobody can
+restart a held batch: it is stopped (devices stay in their hold state) and
+the run fails. Ctrl-C (or SIGTERM) aborts the batch safely, every device to
+its abort state; a second one stops at once.
+
+Exit status: 0 the batch is Complete; 1 it ended Stopped or Aborted, or a
+device failed; 2 bad input; 130 interrupted (143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import json
+import math
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+if TYPE_CHECKING:
+    from flexctl.cli.progress import Output, Summary
+    from flexctl.clock import Clock
+    from flexctl.errors import ConfigurationError
+    from flexctl.line import Line
+    from flexctl.procedure.model import Literal, Parameter, Procedure
+    from flexctl.supervisor.batch_state import BatchState
+    from flexctl.supervisor.executor import Executor
+    from flexctl.supervisor.journal import JournalEntry
+
+# The exit codes of flexctl.cli.main (imported from there would be circular).
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_BAD_INPUT: Final = 2
+SIGNAL_EXITS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
+DEFAULT_MONITOR = "1 min"
+TWIN_CHOICES: Final = ("in-process", "external")
+
+#: ``a.value == b`` (or ``a == b.value``) in a wait_until: an entry checked against something.
+_EQUALS = re.compile(r"^\s*([A-Za-z_]\w*(?:\.value)?)\s*==\s*([A-Za-z_]\w*(?:\.value)?)\s*$")
+
+
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a factor > 0, got {text!r}")
+    return value
+
+
+def _period(text: str) -> float:
+    from flexctl.procedure.duration import DurationError, parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (write e.g. '1 min')") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a duration > 0, got {text!r}")
+    return seconds
+
+
+def add_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run one batch of a procedure on a line, headless, to its end",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("procedure", type=Path, help="the procedure file (YAML)")
+    parser.add_argument(
+        "--line",
+        help="a shipped line name or a path to a line file (default: the procedure's 'line:', "
+        "else sim)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a batch parameter (repeatable)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="the line seed of the twins (default 0)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=_factor,
+        default=None,
+        help="process time = wall time x this factor (default: a virtual clock, as fast as "
+        "the twins answer)",
+    )
+    parser.add_argument(
+        "--twins",
+        choices=TWIN_CHOICES,
+        default=None,
+        help="start the line's twins here (in-process, the default) or use the ones "
+        "'flexctl sim serve' runs (external)",
+    )
+    parser.add_argument(
+        "--endpoints",
+        type=Path,
+        default=None,
+        help="the endpoints file of 'flexctl sim serve' (implies --twins external)",
+    )
+    parser.add_argument(
+        "--auto-sign",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the simulation user answers and signs every prompt (implied on a line of twins; "
+        "refused on a line with hardware)",
+    )
+    parser.add_argument("--batch-id", default=None, help="the batch id (default: name-UTC time)")
+    parser.add_argument(
+        "--monitor-period",
+        type=_period,
+        default=_period(DEFAULT_MONITOR),
+        metavar="DURATION",
+        help=f"process time between two polls of every device by the interlock monitor "
+        f"(default {DEFAULT_MONITOR})",
+    )
+    parser.set_defaults(handler=run)
+
+
+# -- the plan: everything checked before anything starts ---------------------------------
+
+
+@dataclass
+class Plan:
+    """A checked run: what to run, where, on which clock, who signs."""
+
+    procedure: Procedure
+    line: Line
+    values: dict[str, Literal]
+    batch_id: str
+    seed: int
+    clock: str  # virtual | scaled | real
+    speed: float
+    twins: str
+    endpoints: Path | None
+    auto_sign: bool
+    auto_sign_why: str
+    monitor_period: float
+    simulated: dict[str, Literal] = field(default_factory=dict)
+    answers: dict[str, Literal] = field(default_factory=dict)
+    answer_notes: list[str] = field(default_factory=list)
+
+    @property
+    def hardware(self) -> list[str]:
+        return _hardware(self.line)
+
+
+@dataclass
+class RunOutcome:
+    """What a run ended with (the exit code, and for tests the record itself)."""
+
+    exit_code: int
+    state: BatchState | None = None
+    batch_id: str = ""
+    entries: list[JournalEntry] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: Summary | None = None
+    plan: Plan | None = None
+    interrupted_by: str | None = None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment
+        return "flexctl-user"
+
+
+def _plan(args: argparse.Namespace) -> Plan | list[ConfigurationError]:
+    """Check everything a run needs; every problem, or the plan."""
+    from flexctl.errors import ConfigurationError, Where
+    from flexctl.procedure.validate import check_procedure, validate_procedure
+
+    check = check_procedure(args.procedure, line=args.line, params=args.param)
+    if check.problems:
+        return list(check.problems)
+    procedure, line = check.procedure, check.line
+    assert procedure is not None and line is not None  # no problems: both were loaded
+    problems: list[ConfigurationError] = []
+    timing = _timing(args, line, problems)
+    auto_sign, why = _who_signs(args, procedure, line, problems)
+    simulated = _missing_parameters(procedure, check.values, auto_sign, problems)
+    values = {**check.values, **simulated}
+    if simulated:  # checked again with the made-up values in place
+        problems += validate_procedure(procedure, line, values=values)
+    batch_id = args.batch_id
+    if batch_id is None:
+        batch_id = f"{procedure.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    if not batch_id.strip():
+        problems.append(ConfigurationError(Where("--batch-id"), "a batch needs an id"))
+    if problems:
+        return problems
+    answers, notes = _consistent_answers(procedure, values) if auto_sign else ({}, [])
+    return Plan(
+        procedure=procedure,
+        line=line,
+        values=values,
+        batch_id=batch_id,
+        seed=timing.seed,
+        clock=timing.clock,
+        speed=timing.speed,
+        twins=timing.twins,
+        endpoints=timing.endpoints,
+        auto_sign=auto_sign,
+        auto_sign_why=why,
+        monitor_period=args.monitor_period,
+        simulated=simulated,
+        answers=answers,
+        answer_notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class _Timing:
+    twins: str
+    endpoints: Path | None
+    clock: str
+    speed: float
+    seed: int
+
+
+def _hardware(line: Line) -> list[str]:
+    return [name for name, device in line.devices.items() if not device.twin]
+
+
+def _timing(args: argparse.Namespace, line: Line, problems: list[ConfigurationError]) -> _Timing:
+    """Where the twins run and which clock drives process time."""
+    from flexctl.errors import ConfigurationError, Where
+    from flexctl.line_runtime import DEFAULT_ENDPOINTS_FILE, read_endpoints
+
+    twins = args.twins or ("external" if args.endpoints is not None else "in-process")
+    if args.endpoints is not None and twins != "external":
+        problems.append(ConfigurationError(Where("--endpoints"), "is for --twins external only"))
+    endpoints: Path | None = None
+    speed = args.speed if args.speed is not None else 1.0
+    seed = args.seed if args.seed is not None else 0
+    clock = "virtual" if args.speed is None else "scaled"
+    if twins == "external":
+        # Twins in another process run on their own scaled clock: this one must match it.
+        endpoints = args.endpoints or DEFAULT_ENDPOINTS_FILE
+        clock = "scaled"
+        try:
+            read_endpoints(endpoints, line)
+            served = json.loads(endpoints.read_text(encoding="utf-8"))
+        except ConfigurationError as exc:
+            problems.append(exc)
+        else:
+            speed = float(_served(served, "speed", args.speed, endpoints, problems))
+            seed = int(_served(served, "seed", args.seed, endpoints, problems))
+    hardware = _hardware(line)
+    if hardware:
+        clock = "real"
+        if args.speed not in (None, 1.0):
+            problems.append(
+                ConfigurationError(
+                    Where("--speed"),
+                    f"line {line.name} has hardware ({', '.join(hardware)}): "
+                    "it runs in wall time only",
+                )
+            )
+    return _Timing(twins, endpoints, clock, speed, seed)
+
+
+def _who_signs(
+    args: argparse.Namespace,
+    procedure: Procedure,
+    line: Line,
+    problems: list[ConfigurationError],
+) -> tuple[bool, str]:
+    """Whether the simulation user answers the prompts, and why."""
+    from flexctl.errors import ConfigurationError, Where
+    from flexctl.procedure.model import PromptStep
+
+    hardware = _hardware(line)
+    if args.auto_sign is True and hardware:
+        problems.append(
+            ConfigurationError(
+                Where("--auto-sign"),
+                f"refused: line {line.name} has hardware ({', '.join(hardware)}); the "
+                "simulation user never signs on a real line",
+            )
+        )
+        return False, "refused"
+    if args.auto_sign is not None:
+        auto_sign, why = bool(args.auto_sign), "--auto-sign" if args.auto_sign else "off"
+    else:
+        auto_sign = not hardware
+        why = f"implied: every device of line {line.name} is a twin" if auto_sign else "off"
+    prompts = [s for s in procedure.steps() if isinstance(s, PromptStep)]
+    if prompts and not auto_sign:
+        problems.append(
+            ConfigurationError(
+                prompts[0].where,
+                f"step {prompts[0].id} asks a person ({len(prompts)} prompt steps in all), and "
+                "flexctl run has no operator console: only the simulation user (--auto-sign, "
+                "on a line of twins) can answer",
+            )
+        )
+    return auto_sign, why
+
+
+def _missing_parameters(
+    procedure: Procedure,
+    given: Mapping[str, Literal],
+    auto_sign: bool,
+    problems: list[ConfigurationError],
+) -> dict[str, Literal]:
+    """Made-up values for parameters without a default (auto-sign only); else problems."""
+    from flexctl.errors import ConfigurationError
+
+    simulated: dict[str, Literal] = {}
+    for param in procedure.parameters.values():
+        if not param.required or param.name in given:
+            continue
+        if not auto_sign:
+            problems.append(
+                ConfigurationError(
+                    param.where,
+                    f"parameter {param.name} has no default: set it for this batch "
+                    f"(--param {param.name}=...); only a run the simulation user signs "
+                    "makes one up",
+                )
+            )
+            continue
+        try:
+            simulated[param.name] = _simulated_value(param)
+        except ConfigurationError as exc:
+            problems.append(exc)
+    return simulated
+
+
+def _served(
+    document: Mapping[str, Any],
+    key: str,
+    given: float | None,
+    path: Path,
+    problems: list[ConfigurationError],
+) -> float:
+    """The ``speed`` or ``seed`` the external twins run with; a given option must match."""
+    from flexctl.errors import ConfigurationError, Where
+
+    value = document.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.append(ConfigurationError(Where(str(path)), f"no {key} in the endpoints file"))
+        return given if given is not None else 0
+    if given is not None and given != value:
+        problems.append(
+            ConfigurationError(
+                Where(f"--{key}"),
+                f"{given:g}, but the external twins run with {key} {value:g} ({path})",
+            )
+        )
+    return value
+
+
+def _simulated_value(param: Parameter) -> Literal:
+    """A deterministic value for a parameter without a default (simulated runs only)."""
+    from flexctl.errors import ConfigurationError
+    from flexctl.procedure.loader import check_parameter_value
+    from flexctl.procedure.model import Entry, EntryType, ParameterType
+    from flexctl.supervisor.prompts import default_answer
+
+    if param.type is ParameterType.BOOL:
+        return False
+    kind = {ParameterType.TEXT: EntryType.TEXT, ParameterType.INT: EntryType.INT}
+    entry = Entry(
+        kind.get(param.type, EntryType.FLOAT),
+        param.where,
+        pattern=param.pattern,
+        limits=param.limits,
+    )
+    try:
+        value = default_answer(entry, param.name)
+    except ValueError as exc:
+        raise ConfigurationError(
+            param.where, f"parameter {param.name}: cannot make up a value ({exc}); set it"
+        ) from None
+    why = check_parameter_value(param, value)
+    if why is not None:
+        raise ConfigurationError(
+            param.where, f"parameter {param.name}: cannot make up a value ({why}); set it"
+        )
+    return value
+
+
+def _consistent_answers(
+    procedure: Procedure, values: Mapping[str, Literal]
+) -> tuple[dict[str, Literal], list[str]]:
+    """Answers that keep the simulated world consistent with the procedure's own checks.
+
+    A ``wait_until`` of the form ``step.value == parameter`` (a scanned bag against the
+    batch's chain-of-identity ID) or ``later.value == earlier.value`` (a second person
+    reading the same vial) must hold for a real batch; the simulation user therefore
+    enters the parameter's value, or the earlier entry, at that prompt.
+    """
+    from flexctl.procedure.model import PromptStep, WaitUntilStep
+    from flexctl.supervisor.prompts import check_answer, default_answer
+
+    order = {step.id: index for index, step in enumerate(procedure.steps())}
+    prompts = {
+        s.id: s for s in procedure.steps() if isinstance(s, PromptStep) and s.entry is not None
+    }
+    answers: dict[str, Literal] = {}
+    notes: list[str] = []
+
+    def entered(step_id: str) -> Literal | None:
+        if step_id in answers:
+            return answers[step_id]
+        try:
+            return default_answer(prompts[step_id].entry, step_id)
+        except ValueError:
+            return None
+
+    for step in procedure.steps():
+        if not isinstance(step, WaitUntilStep):
+            continue
+        match = _EQUALS.match(step.condition.text)
+        if match is None:
+            continue
+        sides: list[tuple[str, str]] = []
+        for side in match.groups():
+            head, dot, rest = side.partition(".")
+            if dot and rest == "value" and head in prompts and order[head] < order[step.id]:
+                sides.append(("entry", head))
+            elif not dot and side in values:
+                sides.append(("parameter", side))
+        if len(sides) != 2:
+            continue
+        kinds = sorted(sides)
+        value: Literal | None
+        if [k for k, _ in kinds] == ["entry", "parameter"]:
+            target, source = kinds[0][1], kinds[1][1]
+            value, said = values[source], f"parameter {source}"
+        elif [k for k, _ in kinds] == ["entry", "entry"]:
+            first, second = sorted((n for _, n in sides), key=order.__getitem__)
+            target, value, said = second, entered(first), f"the entry at {first}"
+        else:
+            continue
+        if value is None or check_answer(prompts[target].entry, value) is not None:
+            continue
+        answers[target] = value
+        notes.append(f"{target} is answered with {said} ({value!r}), as {step.id} checks")
+    return answers, notes
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM: the first aborts the batch safely, the next stops at once."""
+
+    def __init__(self, task: asyncio.Task[Any], actor: str) -> None:
+        self.task = task
+        self.actor = actor
+        self.executor: Executor | None = None
+        self.received: signal.Signals | None = None
+        self.count = 0
+        self.hard = False
+        self._loop = asyncio.get_running_loop()
+        self._installed: list[signal.Signals] = []
+
+    def install(self) -> None:
+        for number in SIGNAL_EXITS:
+            try:
+                self._loop.add_signal_handler(number, self.on_signal, number)
+            except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+                continue
+            self._installed.append(number)
+
+    def remove(self) -> None:
+        for number in self._installed:
+            self._loop.remove_signal_handler(number)
+        self._installed.clear()
+
+    def on_signal(self, number: signal.Signals) -> None:
+        from flexctl.supervisor.batch_state import FINAL, BatchCommand, BatchState
+
+        name = signal.Signals(number).name
+        executor = self.executor
+        if executor is not None and executor.state in FINAL:
+            print(
+                f"flexctl run: {name}: batch {executor.batch.batch_id} has already ended "
+                f"{executor.state.value}; closing the line",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.count += 1
+        self.received = self.received or number
+        if self.count == 1 and executor is not None:
+            if BatchCommand.Abort in executor.machine.allowed():
+                print(
+                    f"flexctl run: {name}: aborting batch {executor.batch.batch_id} safely "
+                    f"(every device to its abort state); {name} again stops at once",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                executor.command(
+                    BatchCommand.Abort, actor=self.actor, reason=f"{name} at the console"
+                )
+                return
+            if executor.state is BatchState.Aborting:
+                return  # already on its way to a safe end
+        print(f"flexctl run: {name}: stopping at once", file=sys.stderr, flush=True)
+        self.hard = True
+        self.task.cancel()
+
+
+class _Headless:
+    """Acts for the absent person: a held batch is stopped (nobody could restart it)."""
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        self.executor: Executor | None = None
+
+    def __call__(self, entry: JournalEntry) -> None:
+        from flexctl.supervisor.journal import EntryKind
+
+        if entry.kind is EntryKind.BATCH_STATE and entry.payload.get("new") == "Held":
+            # Not from inside the state machine's own delivery: on the next loop turn.
+            asyncio.get_running_loop().call_soon(self._stop_held)
+
+    def _stop_held(self) -> None:
+        from flexctl.supervisor.batch_state import BatchCommand, BatchState
+
+        executor = self.executor
+        if executor is None or executor.state is not BatchState.Held:
+            return
+        executor.command(
+            BatchCommand.Stop,
+            actor=self.actor,
+            reason="headless run: held, and nobody is here to restart it "
+            "(devices stay in their hold state)",
+        )
+
+
+def _make_clock(plan: Plan) -> Clock:
+    from flexctl.clock import RealClock, ScaledClock, VirtualClock
+
+    if plan.clock == "virtual":
+        return VirtualClock()
+    if plan.clock == "scaled":
+        return ScaledClock(plan.speed)
+    return RealClock()
+
+
+def _header(plan: Plan, out: Output, actor: str) -> None:
+    from flexctl.supervisor.prompts import SIM_USER
+
+    p = plan.procedure
+    clock = {
+        "virtual": "virtual (discrete-event)",
+        "scaled": f"scaled, wall time x {plan.speed:g}",
+        "real": "real (wall time)",
+    }[plan.clock]
+    lines = [
+        f"flexctl run: {p.name} {p.version}, batch {plan.batch_id}, started by {actor}",
+        f"line {plan.line.name}: {len(plan.line.devices)} devices "
+        f"({len(plan.line.devices) - len(plan.hardware)} twins {plan.twins}"
+        + (f", hardware: {', '.join(plan.hardware)}" if plan.hardware else "")
+        + f"), seed {plan.seed}; clock {clock}; interlock monitor every "
+        f"{plan.monitor_period:g} s",
+    ]
+    if plan.auto_sign:
+        lines.append(
+            f"auto-sign ({plan.auto_sign_why}): every prompt is answered and signed by the "
+            f"simulation user {SIM_USER!r}, not a person"
+        )
+    for name, value in plan.simulated.items():
+        lines.append(
+            f"simulated parameter: {name} = {value!r} (no default; made up because the "
+            "simulation user signs this run)"
+        )
+    lines += [f"simulation user: {note}" for note in plan.answer_notes]
+    for text in lines:
+        out.line(text)
+
+
+async def run_batch(
+    args: argparse.Namespace,
+    *,
+    out: TextIO | None = None,
+    observers: Sequence[Callable[[JournalEntry], object]] = (),
+) -> RunOutcome:
+    """Check, bring the line up, run the batch and summarize: ``flexctl run`` itself.
+
+    ``out`` takes the progress and the summary (default stdout); ``observers``
+    see every journal entry as it is written (tests).
+    """
+    from flexctl.cli.progress import Output
+
+    began = time.perf_counter()
+    stream = Output(out)
+    planned = _plan(args)
+    if not isinstance(planned, Plan):
+        for problem in planned:
+            print(problem, file=sys.stderr)
+        count = len(planned)
+        print(
+            f"flexctl run {args.procedure}: {count} problem{'s' if count != 1 else ''}; "
+            "nothing was started",
+            file=sys.stderr,
+        )
+        return RunOutcome(EXIT_BAD_INPUT)
+    from flexctl.supervisor.batch_state import FINAL
+
+    outcome = await _execute(planned, stream, observers)
+    if outcome.summary is not None:
+        from flexctl.cli.progress import summary_lines
+
+        outcome.summary = dataclasses.replace(
+            outcome.summary, wall_seconds=time.perf_counter() - began
+        )
+        stream.line()
+        for text in summary_lines(outcome.summary):
+            stream.line(text)
+    state = outcome.state.value if outcome.state is not None else "not started"
+    if outcome.interrupted_by is not None:
+        left = ""
+        if outcome.state is not None and outcome.state not in FINAL:
+            left = " (stopped at once: not every device may be in its safe state)"
+        print(
+            f"flexctl run: interrupted ({outcome.interrupted_by}); batch {outcome.batch_id} "
+            f"is {state}{left}",
+            file=sys.stderr,
+        )
+    elif outcome.exit_code != EXIT_OK:
+        print(f"flexctl run: batch {outcome.batch_id} ended {state}", file=sys.stderr)
+    return outcome
+
+
+async def _execute(
+    plan: Plan, stream: Output, observers: Sequence[Callable[[JournalEntry], object]]
+) -> RunOutcome:
+    """Bring the line up and run the batch on it; the outcome, summary without wall time."""
+    from flexctl.cli.progress import ObservedJournal, Progress, summarize
+    from flexctl.clock import VirtualClock
+    from flexctl.line_runtime import LineRuntime
+    from flexctl.supervisor.batch_state import BatchState
+    from flexctl.supervisor.executor import Batch, Executor
+    from flexctl.supervisor.prompts import AutoSigner
+
+    actor = _user()
+    task = asyncio.current_task()
+    assert task is not None
+    signals = _Signals(task, actor)
+    headless = _Headless(actor)
+    clock = _make_clock(plan)
+    journal = ObservedJournal()
+    journal.subscribe(Progress(plan.procedure, stream))
+    journal.subscribe(headless)
+    for observer in observers:
+        journal.subscribe(observer)
+    batch = Batch(plan.batch_id, plan.procedure, plan.values)
+    executor: Executor | None = None
+    _header(plan, stream, actor)
+    signals.install()
+    try:
+        async with LineRuntime(
+            plan.line,
+            clock,
+            seed=plan.seed,
+            twins="external" if plan.twins == "external" else "in-process",
+            endpoints=plan.endpoints,
+        ) as runtime:
+            described = runtime.describe().values()
+            stream.line(
+                "line up: " + ", ".join(f"{d.name} {d.source} ({d.origin})" for d in described)
+            )
+            executor = Executor(
+                batch,
+                runtime.drivers,
+                clock=clock,
+                journal=journal,
+                prompter=AutoSigner(plan.answers) if plan.auto_sign else None,
+                monitor_period=plan.monitor_period,
+            )
+            signals.executor = headless.executor = executor
+            await executor.run(actor=actor)
+    except asyncio.CancelledError:
+        # Ours (a second Ctrl-C, or one before the batch started): exit 130, no trace.
+        if not signals.hard or task.uncancel() > 0:
+            raise
+    finally:
+        signals.remove()
+        if isinstance(clock, VirtualClock):
+            await clock.aclose()
+    outcome = RunOutcome(
+        EXIT_OK if batch.state is BatchState.Complete else EXIT_FAILED,
+        state=batch.state,
+        batch_id=plan.batch_id,
+        entries=journal.entries(),
+        results=dict(executor.results) if executor is not None else {},
+        plan=plan,
+    )
+    if signals.received is not None:
+        outcome.interrupted_by = signal.Signals(signals.received).name
+        outcome.exit_code = SIGNAL_EXITS[signals.received]
+    if outcome.entries:
+        outcome.summary = summarize(
+            batch_id=plan.batch_id,
+            state=batch.state,
+            procedure=plan.procedure,
+            line=plan.line,
+            entries=outcome.entries,
+            results=outcome.results,
+            parameters=batch.parameters,
+            requests=clock.requests,
+            wall_seconds=0.0,
+        )
+    return outcome
+
+
+async def run(args: argparse.Namespace) -> int:
+    outcome = await run_batch(args)
+    return outcome.exit_code
