@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import os
+import re
+import stat
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from drivers.base import Driver
 from flexctl.clock import Clock
@@ -57,6 +61,13 @@ DEFAULT_ENDPOINTS_FILE = Path("flexctl-twins.json")
 PTY_KINDS = frozenset({"serial", "modbus-rtu"})
 
 ENDPOINTS_FORMAT = "flexctl-twins/1"
+
+#: Endpoint schemes served over TCP, and over a tty, by the twins.
+TCP_SCHEMES = frozenset({"opc.tcp", "modbus-tcp"})
+TTY_SCHEMES = frozenset({"serial", "modbus-rtu"})
+
+#: The slave side of a pseudo-terminal (Linux ``/dev/pts/N``; macOS and BSD ``/dev/ttysNNN``).
+_PTY_PATH = re.compile(r"^/dev/(?:pts/\d+|ttys\d+)$")
 
 
 def device_seed(seed: int, device: str) -> int:
@@ -199,7 +210,9 @@ class LineRuntime:
         twins: ``in-process`` starts the twins here; ``external`` connects to
             twins served by ``flexctl sim serve``.
         endpoints: external mode only: the endpoints file that command wrote
-            (default ``./flexctl-twins.json``), or a mapping device -> endpoint.
+            (default ``./flexctl-twins.json``), that file already read
+            (:class:`ServedTwins`), or a mapping device -> endpoint. Every
+            endpoint must be on this machine (:func:`check_external_twins`).
     """
 
     def __init__(
@@ -210,7 +223,7 @@ class LineRuntime:
         seed: int = 0,
         options: TransportOptions | None = None,
         twins: TwinMode = "in-process",
-        endpoints: Path | str | Mapping[str, str] | None = None,
+        endpoints: Path | str | Mapping[str, str] | ServedTwins | None = None,
     ) -> None:
         if twins not in TWIN_MODES:
             raise ValueError(f"twins={twins!r}: expected one of {', '.join(TWIN_MODES)}")
@@ -370,12 +383,36 @@ def write_endpoints(
     os.replace(partial, path)
 
 
+@dataclass(frozen=True)
+class ServedTwins:
+    """An endpoints file of ``flexctl sim serve``, read once and parsed.
+
+    ``document`` is the whole file (seed, speed, pid...); ``endpoints`` the checked
+    endpoint of each twin of the line. Planning a run and opening its line use the
+    same object, so what was checked is what is connected to.
+    """
+
+    path: Path
+    document: Mapping[str, Any]
+    endpoints: Mapping[str, str]
+
+    @property
+    def pid(self) -> object:
+        return self.document.get("pid")
+
+
 def read_endpoints(path: Path, line: Line) -> dict[str, str]:
     """The endpoint of each twin of ``line``, from a file ``flexctl sim serve`` wrote.
 
     ConfigurationError (naming the file, and the line and column of bad JSON)
     if it is missing, malformed, for another line, or lacks one of its twins.
+    Nothing here checks where the endpoints lead: see :func:`check_external_twins`.
     """
+    return dict(load_served_twins(path, line).endpoints)
+
+
+def load_served_twins(path: Path, line: Line) -> ServedTwins:
+    """The endpoints file at ``path``, read once (errors as :func:`read_endpoints`)."""
     where = Where(str(path))
     hint = f"start the twins with: flexctl sim serve --line {line.name} --endpoints {path}"
     try:
@@ -398,13 +435,101 @@ def read_endpoints(path: Path, line: Line) -> dict[str, str]:
         raise ConfigurationError(
             where, f"the twins there serve line {document.get('line')!r}, not {line.name!r}"
         )
-    return _checked_endpoints(document["endpoints"], line, where, hint)
+    endpoints = _checked_endpoints(document["endpoints"], line, where, hint)
+    return ServedTwins(path, MappingProxyType(document), MappingProxyType(endpoints))
 
 
-def _external_endpoints(source: Path | str | Mapping[str, str], line: Line) -> dict[str, str]:
-    if isinstance(source, Path | str):
-        return read_endpoints(Path(source), line)
-    return _checked_endpoints(source, line, line.where, "give an endpoint for every twin")
+def check_external_twins(served: ServedTwins | Mapping[str, str]) -> list[str]:
+    """Why these external twins cannot be trusted to be twins; [] if they can.
+
+    A twin served by another process is trusted only on this machine: each TCP
+    endpoint must be on a loopback address (127.0.0.0/8, ::1, ``localhost``) and
+    each serial endpoint an existing pseudo-terminal (a null modem, never a real
+    port). For an endpoints file, the process that wrote it (``pid``) must be
+    alive. A device the line calls a twin could otherwise be real equipment.
+    """
+    problems: list[str] = []
+    if isinstance(served, ServedTwins):
+        why = _pid_problem(served.pid)
+        if why is not None:
+            problems.append(why)
+        endpoints: Mapping[str, str] = served.endpoints
+    else:
+        endpoints = served
+    for name, endpoint in endpoints.items():
+        why = endpoint_problem(endpoint)
+        if why is not None:
+            problems.append(f"twin {name}: {why}")
+    return problems
+
+
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why ``endpoint`` is not a twin on this machine, or None if it is."""
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname
+    except ValueError as exc:
+        return f"endpoint {endpoint!r} cannot be parsed ({exc})"
+    if parts.scheme in TCP_SCHEMES:
+        if host is None:
+            return f"endpoint {endpoint!r} names no host"
+        if host.lower() == "localhost":
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return f"host {host!r} is not a loopback address (127.0.0.0/8, ::1, localhost)"
+        if not address.is_loopback:
+            return f"host {host} is not a loopback address (127.0.0.0/8, ::1, localhost)"
+        return None
+    if parts.scheme in TTY_SCHEMES:
+        path = parts.path
+        if parts.netloc or not _PTY_PATH.match(path):
+            return f"{path or endpoint} is not a pseudo-terminal (/dev/pts/N)"
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return f"pseudo-terminal {path} does not exist"
+        if not stat.S_ISCHR(mode):
+            return f"{path} is not a terminal device"
+        return None
+    return f"endpoint scheme {parts.scheme!r} is not one a twin serves"
+
+
+def _pid_problem(pid: object) -> str | None:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return f"no process id of 'flexctl sim serve' in the file (pid {pid!r})"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"the process that served these twins (pid {pid}) is not running: stale file"
+    except PermissionError:
+        return f"the process that served these twins (pid {pid}) belongs to another user"
+    except OSError as exc:
+        return f"cannot check the process that served these twins (pid {pid}): {exc}"
+    return None
+
+
+def _external_endpoints(
+    source: Path | str | Mapping[str, str] | ServedTwins, line: Line
+) -> dict[str, str]:
+    """The checked endpoints of external twins; ConfigurationError if any is untrusted."""
+    served: ServedTwins | Mapping[str, str]
+    if isinstance(source, ServedTwins):
+        served, where = source, Where(str(source.path))
+    elif isinstance(source, Path | str):
+        served = load_served_twins(Path(source), line)
+        where = Where(str(served.path))
+    else:
+        served = _checked_endpoints(source, line, line.where, "give an endpoint for every twin")
+        where = line.where
+    problems = check_external_twins(served)
+    if problems:
+        raise ConfigurationError(
+            where, "external twins refused (not on this machine): " + "; ".join(problems)
+        )
+    endpoints = served.endpoints if isinstance(served, ServedTwins) else served
+    return {name: endpoints[name] for name in twin_devices(line)}
 
 
 def _checked_endpoints(

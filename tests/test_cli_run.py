@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from flexctl.cli.main import build_parser, main
-from flexctl.cli.run import run_batch
+from flexctl.cli.progress import ObservedJournal, Output
+from flexctl.cli.run import Plan, _header, _plan, run_batch
+from flexctl.clock import VirtualClock
+from flexctl.line import shipped_line
+from flexctl.line_runtime import LineTwins, write_endpoints
 from flexctl.supervisor.batch_state import BatchState
-from flexctl.supervisor.journal import EntryKind, JournalEntry
+from flexctl.supervisor.journal import SYSTEM, EntryKind, JournalEntry
 
 CAR_T = Path(__file__).resolve().parent.parent / "procedures" / "car-t.yaml"
 PLACE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<message>.+)$")
@@ -177,3 +185,141 @@ async def test_ctrl_c_aborts_the_batch_safely_and_exits_130(
     assert "SIGINT: aborting batch B-INT safely" in err
     assert "interrupted (SIGINT); batch B-INT is Aborted" in err
     assert "== batch B-INT: Aborted ==" in out.getvalue()
+
+
+# -- auto-sign only on twins verifiably on this machine ----------------------------------
+
+
+def _endpoints_file(tmp_path: Path, endpoints: dict[str, str], pid: int) -> Path:
+    path = tmp_path / "twins.json"
+    document = {"line": "sim", "seed": 0, "speed": 1.0, "pid": pid, "endpoints": endpoints}
+    path.write_text(json.dumps(document))
+    return path
+
+
+LOOPBACK = {
+    "bioreactor": "opc.tcp://127.0.0.1:4840/flexctl/bioreactor",
+    "processor": "modbus-tcp://127.0.0.1:5020?unit=1",
+}
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "why"),
+    [
+        (
+            dict(
+                LOOPBACK,
+                processor="modbus-tcp://10.1.2.3:502?unit=1",
+                thaw="serial:///dev/ttyUSB0",
+                freezer="modbus-rtu:///dev/ttyUSB7?unit=1",
+            ),
+            "twin processor: host 10.1.2.3 is not a loopback address",
+        ),
+        (
+            dict(LOOPBACK, thaw="serial:///dev/ttyS0", freezer="modbus-rtu:///dev/pts/999999"),
+            "twin thaw: /dev/ttyS0 is not a pseudo-terminal",
+        ),
+    ],
+)
+def test_auto_sign_is_refused_on_external_twins_off_this_machine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoints: dict[str, str], why: str
+) -> None:
+    path = _endpoints_file(tmp_path, endpoints, os.getpid())
+    assert main(["run", str(_small(tmp_path)), "--endpoints", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{path}: auto-sign refused: the external twins are not verifiably" in err
+    assert why in err
+    assert "nothing was started" in err
+
+
+def test_auto_sign_is_refused_when_the_twins_server_is_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    ptys = {"thaw": "serial:///dev/pts/999998", "freezer": "modbus-rtu:///dev/pts/999999"}
+    path = _endpoints_file(tmp_path, dict(LOOPBACK, **ptys), child.pid)
+    assert main(["run", str(_small(tmp_path)), "--endpoints", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "auto-sign refused" in err
+    assert f"(pid {child.pid}) is not running: stale file" in err
+
+
+async def test_external_twins_are_read_once_and_their_origin_is_in_the_header(
+    tmp_path: Path,
+) -> None:
+    line = shipped_line("sim")
+    clock = VirtualClock()
+    path = tmp_path / "twins.json"
+    try:
+        async with LineTwins(line, clock) as twins:
+            write_endpoints(path, line, twins.endpoints, seed=0, speed=1.0)
+            args = build_parser().parse_args(
+                ["run", str(_small(tmp_path)), "--endpoints", str(path), "--batch-id", "B-X"]
+            )
+            plan = _plan(args)
+            assert isinstance(plan, Plan), plan
+            path.write_text("{}")  # a later change of the file does not reach the run
+            assert plan.served is not None
+            assert dict(plan.served.endpoints) == twins.endpoints
+            assert set(plan.origins.values()) == {"external twin"}
+            out = io.StringIO()
+            _header(plan, Output(out), "tester")
+            text = out.getvalue()
+            assert "device origins: bioreactor external twin, processor external twin" in text
+            assert f"external twins: {path} (flexctl sim serve, pid {os.getpid()})" in text
+    finally:
+        await clock.aclose()
+
+
+async def test_the_first_entries_say_where_each_device_is(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["run", str(_small(tmp_path)), "--batch-id", "B-ORIGIN"])
+    out = io.StringIO()
+    outcome = await run_batch(args, out=out)
+    assert outcome.exit_code == 0
+    first = outcome.entries[:4]
+    assert [(e.kind, e.actor, e.device, e.payload["origin"]) for e in first] == [
+        (EntryKind.RECORD, SYSTEM, name, "in-process twin")
+        for name in ("bioreactor", "processor", "thaw", "freezer")
+    ]
+    assert all(e.payload["record"] == "device origin" for e in first)
+    text = out.getvalue()
+    assert "device origins: bioreactor in-process twin, processor in-process twin" in text
+    assert "(in-process twin)" in text  # the "line up:" line
+
+
+# -- the headless Stop is the software's, not a person's ---------------------------------
+
+
+async def test_the_headless_stop_is_attributed_to_the_system(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["run", str(_small(tmp_path, NEVER)), "--batch-id", "B-HELD2"])
+    outcome = await run_batch(args, out=io.StringIO())
+    assert outcome.state is BatchState.Stopped
+    stops = [
+        e
+        for e in outcome.entries
+        if e.kind is EntryKind.BATCH_STATE and e.payload.get("new") == "Stopping"
+    ]
+    assert len(stops) == 1
+    assert stops[0].actor == SYSTEM
+    assert "stopped automatically by flexctl run, not by a person" in str(stops[0].payload)
+    assert "nobody is here to restart it" in str(stops[0].payload)
+
+
+# -- a journal listener never fails the journal -------------------------------------------
+
+
+def test_a_failing_listener_does_not_fail_the_append() -> None:
+    journal = ObservedJournal()
+    seen: list[JournalEntry] = []
+
+    def broken_pipe(entry: JournalEntry) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    journal.subscribe(broken_pipe)
+    journal.subscribe(seen.append)
+    entry = JournalEntry(0.0, datetime.now(UTC), EntryKind.RECORD, SYSTEM, "B-1")
+    journal.append(entry)  # does not raise
+    assert journal.entries() == [entry]
+    assert seen == [entry]  # a later listener is still told

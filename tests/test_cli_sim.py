@@ -18,7 +18,7 @@ from drivers.base import DeviceStatus
 from flexctl.cli.main import main
 from flexctl.clock import VirtualClock
 from flexctl.line import shipped_line
-from flexctl.line_runtime import LineRuntime
+from flexctl.line_runtime import LineRuntime, check_external_twins, load_served_twins
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A safety bound on the wall time a child may take to start or stop; never asserted on.
@@ -157,3 +157,15 @@ def test_speed_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
         main(["sim", "serve", "--line", "sim", "--speed", "0"])
     assert caught.value.code == 2
     assert "expected a factor > 0" in capsys.readouterr().err
+
+
+async def test_a_killed_servers_file_is_refused_as_stale(tmp_path: Path) -> None:
+    """SIGKILL leaves the endpoints file behind; its pid no longer runs, so it is not trusted."""
+    line = shipped_line("sim")
+    async with sim_serve(tmp_path) as served:
+        assert check_external_twins(load_served_twins(served.endpoints_file, line)) == []
+        served.process.kill()
+        await served.process.wait()
+    assert served.endpoints_file.exists()
+    problems = check_external_twins(load_served_twins(served.endpoints_file, line))
+    assert any("is not running: stale file" in p for p in problems)

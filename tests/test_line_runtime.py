@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,7 +23,10 @@ from flexctl.line import Line, load_line, shipped_line
 from flexctl.line_runtime import (
     LineRuntime,
     LineTwins,
+    check_external_twins,
     device_seed,
+    endpoint_problem,
+    load_served_twins,
     read_endpoints,
     write_endpoints,
 )
@@ -208,3 +213,97 @@ async def test_external_mode_without_endpoints_file_is_a_configuration_error(
     with pytest.raises(ConfigurationError, match=r"absent\.json"):
         await runtime.open()
     assert not runtime.is_open
+
+
+# -- external twins must be on this machine (else a "twin" may be real equipment) --------
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "opc.tcp://127.0.0.1:4840/flexctl/bioreactor",
+        "opc.tcp://127.8.9.10:4840/x",
+        "opc.tcp://[::1]:4840/x",
+        "modbus-tcp://localhost:502?unit=1",
+        "modbus-tcp://LOCALHOST:502?unit=1",
+    ],
+)
+def test_loopback_tcp_endpoints_are_accepted(endpoint: str) -> None:
+    assert endpoint_problem(endpoint) is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "why"),
+    [
+        ("opc.tcp://10.0.0.5:4840/x", "not a loopback address"),
+        ("modbus-tcp://192.168.1.20:502?unit=1", "not a loopback address"),
+        ("modbus-tcp://0.0.0.0:502?unit=1", "not a loopback address"),
+        ("opc.tcp://[::ffff:10.0.0.5]:4840/x", "not a loopback address"),
+        ("opc.tcp://plc.factory.example:4840/x", "not a loopback address"),
+        ("opc.tcp://127.0.0.1.evil.example:4840/x", "not a loopback address"),
+        ("modbus-rtu:///dev/ttyUSB7?unit=1&baudrate=19200", "not a pseudo-terminal"),
+        ("serial:///dev/ttyS0", "not a pseudo-terminal"),
+        ("serial:///dev/pts/999999", "does not exist"),
+        ("serial://host/dev/pts/1", "not a pseudo-terminal"),
+        ("http://127.0.0.1/", "not one a twin serves"),
+    ],
+)
+def test_anything_else_is_refused(endpoint: str, why: str) -> None:
+    problem = endpoint_problem(endpoint)
+    assert problem is not None
+    assert why in problem
+
+
+def test_an_existing_pty_is_accepted() -> None:
+    master, slave = os.openpty()
+    try:
+        assert endpoint_problem(f"serial://{os.ttyname(slave)}") is None
+        assert endpoint_problem(f"modbus-rtu://{os.ttyname(slave)}?unit=1") is None
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+async def test_an_endpoints_file_is_read_once_and_its_writer_must_be_alive(
+    tmp_path: Path, vclock: VirtualClock
+) -> None:
+    line = shipped_line("sim")
+    path = tmp_path / "twins.json"
+    async with LineTwins(line, vclock, seed=2) as twins:
+        write_endpoints(path, line, twins.endpoints, seed=2, speed=1.0)  # pid: this process
+        served = load_served_twins(path, line)
+        assert check_external_twins(served) == []
+        # What was read and checked is what the runtime connects to: the file is not read again.
+        path.write_text(json.dumps({"line": "sim", "endpoints": {}}))
+        async with LineRuntime(line, vclock, twins="external", endpoints=served) as runtime:
+            for name, driver in runtime.drivers.items():
+                assert driver.source == twins.endpoints[name]
+
+        document = {"line": "sim", "endpoints": twins.endpoints, "pid": _dead_pid()}
+        path.write_text(json.dumps(document))
+        stale = check_external_twins(load_served_twins(path, line))
+        assert len(stale) == 1
+        assert "is not running: stale file" in stale[0]
+        with pytest.raises(ConfigurationError, match=r"external twins refused.*stale file"):
+            async with LineRuntime(line, vclock, twins="external", endpoints=path):
+                pass
+
+        del document["pid"]
+        path.write_text(json.dumps(document))
+        assert "no process id" in check_external_twins(load_served_twins(path, line))[0]
+
+
+async def test_external_mode_refuses_an_endpoint_off_this_machine(vclock: VirtualClock) -> None:
+    async with LineTwins(shipped_line("sim"), vclock, seed=2) as twins:
+        endpoints = dict(twins.endpoints, processor="modbus-tcp://10.1.2.3:502?unit=1")
+        runtime = LineRuntime(shipped_line("sim"), vclock, twins="external", endpoints=endpoints)
+        with pytest.raises(ConfigurationError, match=r"twin processor: host 10\.1\.2\.3"):
+            await runtime.open()
+        assert not runtime.is_open
+        assert runtime.drivers == {}

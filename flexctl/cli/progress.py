@@ -82,9 +82,18 @@ class ObservedJournal(MemoryJournal):
         return unsubscribe
 
     def append(self, entry: JournalEntry) -> None:
+        """Append ``entry``, then tell the listeners; a failing listener never fails the append.
+
+        The entry is in the journal before any listener runs. A listener that raises (a
+        closed stdout pipe, a bug in the progress printer) is logged and skipped: watching
+        the run must never stop the run or lose a record.
+        """
         super().append(entry)
         for listener in tuple(self._listeners):
-            listener(entry)
+            try:
+                listener(entry)
+            except Exception:  # a listener must never fail the journal
+                log.exception("journal listener failed", listener=repr(listener))
 
 
 # -- formatting --------------------------------------------------------------------------
@@ -326,6 +335,8 @@ class Progress:
 
     def _on_record(self, entry: JournalEntry) -> None:
         p = entry.payload
+        if p.get("record") == "device origin":  # in the run's header already
+            return
         unit = p.get("unit")
         value = number(p.get("value"), pct=unit == "%")
         self.line(entry, entry.step, f"  = {value}{' ' + str(unit) if unit else ''}")

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import dataclasses
 import getpass
-import json
 import math
 import re
 import signal
@@ -49,10 +48,11 @@ if TYPE_CHECKING:
     from flexctl.clock import Clock
     from flexctl.errors import ConfigurationError
     from flexctl.line import Line
+    from flexctl.line_runtime import DeviceDescription, ServedTwins
     from flexctl.procedure.model import Literal, Parameter, Procedure
     from flexctl.supervisor.batch_state import BatchState
     from flexctl.supervisor.executor import Executor
-    from flexctl.supervisor.journal import JournalEntry
+    from flexctl.supervisor.journal import Journal, JournalEntry
 
 # The exit codes of flexctl.cli.main (imported from there would be circular).
 EXIT_OK: Final = 0
@@ -61,6 +61,8 @@ EXIT_BAD_INPUT: Final = 2
 SIGNAL_EXITS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DEFAULT_MONITOR = "1 min"
 TWIN_CHOICES: Final = ("in-process", "external")
+#: The ``record`` of the journal entries saying where each device is (first in the journal).
+ORIGIN_RECORD: Final = "device origin"
 
 #: ``a.value == b`` (or ``a == b.value``) in a wait_until: an entry checked against something.
 _EQUALS = re.compile(r"^\s*([A-Za-z_]\w*(?:\.value)?)\s*==\s*([A-Za-z_]\w*(?:\.value)?)\s*$")
@@ -172,10 +174,25 @@ class Plan:
     simulated: dict[str, Literal] = field(default_factory=dict)
     answers: dict[str, Literal] = field(default_factory=dict)
     answer_notes: list[str] = field(default_factory=list)
+    #: External twins: their endpoints file, read and checked once while planning.
+    served: ServedTwins | None = None
 
     @property
     def hardware(self) -> list[str]:
         return _hardware(self.line)
+
+    @property
+    def origins(self) -> dict[str, str]:
+        """Where each device of the run is: in-process twin, external twin or hardware."""
+        origins = {}
+        for name, device in self.line.devices.items():
+            if not device.twin:
+                origins[name] = "hardware"
+            elif self.twins == "external":
+                origins[name] = "external twin"
+            else:
+                origins[name] = "in-process twin"
+        return origins
 
 
 @dataclass
@@ -234,6 +251,7 @@ def _plan(args: argparse.Namespace) -> Plan | list[ConfigurationError]:
         speed=timing.speed,
         twins=timing.twins,
         endpoints=timing.endpoints,
+        served=timing.served,
         auto_sign=auto_sign,
         auto_sign_why=why,
         monitor_period=args.monitor_period,
@@ -250,6 +268,7 @@ class _Timing:
     clock: str
     speed: float
     seed: int
+    served: ServedTwins | None = None
 
 
 def _hardware(line: Line) -> list[str]:
@@ -259,12 +278,17 @@ def _hardware(line: Line) -> list[str]:
 def _timing(args: argparse.Namespace, line: Line, problems: list[ConfigurationError]) -> _Timing:
     """Where the twins run and which clock drives process time."""
     from flexctl.errors import ConfigurationError, Where
-    from flexctl.line_runtime import DEFAULT_ENDPOINTS_FILE, read_endpoints
+    from flexctl.line_runtime import (
+        DEFAULT_ENDPOINTS_FILE,
+        check_external_twins,
+        load_served_twins,
+    )
 
     twins = args.twins or ("external" if args.endpoints is not None else "in-process")
     if args.endpoints is not None and twins != "external":
         problems.append(ConfigurationError(Where("--endpoints"), "is for --twins external only"))
     endpoints: Path | None = None
+    served: ServedTwins | None = None
     speed = args.speed if args.speed is not None else 1.0
     seed = args.seed if args.seed is not None else 0
     clock = "virtual" if args.speed is None else "scaled"
@@ -273,13 +297,31 @@ def _timing(args: argparse.Namespace, line: Line, problems: list[ConfigurationEr
         endpoints = args.endpoints or DEFAULT_ENDPOINTS_FILE
         clock = "scaled"
         try:
-            read_endpoints(endpoints, line)
-            served = json.loads(endpoints.read_text(encoding="utf-8"))
+            # Read once: what is checked here is what the line connects to.
+            served = load_served_twins(endpoints, line)
         except ConfigurationError as exc:
             problems.append(exc)
         else:
-            speed = float(_served(served, "speed", args.speed, endpoints, problems))
-            seed = int(_served(served, "seed", args.seed, endpoints, problems))
+            untrusted = check_external_twins(served)
+            if untrusted:
+                # Twins elsewhere could be real equipment; the simulation user never signs
+                # there, and a line file's `twin: true` alone does not make a device a twin.
+                refused = (
+                    "external twins refused" if args.auto_sign is False else ("auto-sign refused")
+                )
+                problems.append(
+                    ConfigurationError(
+                        Where(str(endpoints)),
+                        f"{refused}: the external twins are not verifiably on this machine "
+                        f"(only loopback TCP and existing pseudo-terminals of a running "
+                        f"'flexctl sim serve'): {'; '.join(untrusted)}",
+                    )
+                )
+                served = None
+            else:
+                doc = served.document
+                speed = float(_served(doc, "speed", args.speed, endpoints, problems))
+                seed = int(_served(doc, "seed", args.seed, endpoints, problems))
     hardware = _hardware(line)
     if hardware:
         clock = "real"
@@ -291,7 +333,7 @@ def _timing(args: argparse.Namespace, line: Line, problems: list[ConfigurationEr
                     "it runs in wall time only",
                 )
             )
-    return _Timing(twins, endpoints, clock, speed, seed)
+    return _Timing(twins, endpoints, clock, speed, seed, served)
 
 
 def _who_signs(
@@ -539,10 +581,18 @@ class _Signals:
         self.task.cancel()
 
 
-class _Headless:
-    """Acts for the absent person: a held batch is stopped (nobody could restart it)."""
+#: Who stops a held batch of a headless run: the software, never the person who started it.
+HEADLESS_ACTOR: Final = "system"
 
-    def __init__(self, actor: str) -> None:
+
+class _Headless:
+    """Acts for the absent person: a held batch is stopped (nobody could restart it).
+
+    The Stop is the software's decision, so it is journaled as ``system`` (ALCOA:
+    attributable), not as the login of whoever started the run.
+    """
+
+    def __init__(self, actor: str = HEADLESS_ACTOR) -> None:
         self.actor = actor
         self.executor: Executor | None = None
 
@@ -562,8 +612,8 @@ class _Headless:
         executor.command(
             BatchCommand.Stop,
             actor=self.actor,
-            reason="headless run: held, and nobody is here to restart it "
-            "(devices stay in their hold state)",
+            reason="headless run: held, and nobody is here to restart it; stopped "
+            "automatically by flexctl run, not by a person (devices stay in their hold state)",
         )
 
 
@@ -594,6 +644,15 @@ def _header(plan: Plan, out: Output, actor: str) -> None:
         + f"), seed {plan.seed}; clock {clock}; interlock monitor every "
         f"{plan.monitor_period:g} s",
     ]
+    origins = plan.origins
+    lines.append(
+        "device origins: " + ", ".join(f"{name} {origin}" for name, origin in origins.items())
+    )
+    if plan.served is not None:
+        lines.append(
+            f"external twins: {plan.served.path} (flexctl sim serve, pid {plan.served.pid}); "
+            "loopback and pseudo-terminal endpoints only"
+        )
     if plan.auto_sign:
         lines.append(
             f"auto-sign ({plan.auto_sign_why}): every prompt is answered and signed by the "
@@ -607,6 +666,37 @@ def _header(plan: Plan, out: Output, actor: str) -> None:
     lines += [f"simulation user: {note}" for note in plan.answer_notes]
     for text in lines:
         out.line(text)
+
+
+def _journal_origins(
+    plan: Plan, journal: Journal, clock: Clock, described: Mapping[str, DeviceDescription]
+) -> None:
+    """The batch's first entries: where each device is (in-process twin, external, hardware)."""
+    from flexctl.supervisor.journal import SYSTEM, EntryKind, JournalEntry
+
+    served_by = plan.served.pid if plan.served is not None else None
+    for name, origin in plan.origins.items():
+        payload: dict[str, Any] = {
+            "record": ORIGIN_RECORD,
+            "origin": origin,
+            "driver": plan.line.devices[name].driver,
+        }
+        if origin != "in-process twin":  # an in-process twin's port changes every run
+            payload["source"] = described[name].source if name in described else None
+        if origin == "external twin":
+            payload["served_by_pid"] = served_by
+            payload["endpoints_file"] = str(plan.served.path) if plan.served else None
+        journal.append(
+            JournalEntry(
+                process_time=clock.now(),
+                utc=clock.utcnow(),
+                kind=EntryKind.RECORD,
+                actor=SYSTEM,
+                batch=plan.batch_id,
+                device=name,
+                payload=payload,
+            )
+        )
 
 
 async def run_batch(
@@ -677,7 +767,7 @@ async def _execute(
     task = asyncio.current_task()
     assert task is not None
     signals = _Signals(task, actor)
-    headless = _Headless(actor)
+    headless = _Headless()
     clock = _make_clock(plan)
     journal = ObservedJournal()
     journal.subscribe(Progress(plan.procedure, stream))
@@ -694,12 +784,15 @@ async def _execute(
             clock,
             seed=plan.seed,
             twins="external" if plan.twins == "external" else "in-process",
-            endpoints=plan.endpoints,
+            endpoints=plan.served if plan.twins == "external" else None,
         ) as runtime:
+            origins = plan.origins
             described = runtime.describe().values()
             stream.line(
-                "line up: " + ", ".join(f"{d.name} {d.source} ({d.origin})" for d in described)
+                "line up: "
+                + ", ".join(f"{d.name} {d.source} ({origins[d.name]})" for d in described)
             )
+            _journal_origins(plan, journal, clock, runtime.describe())
             executor = Executor(
                 batch,
                 runtime.drivers,
