@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 
 from drivers.base import Driver, SafeAction
 from flexctl.clock import VirtualClock
-from flexctl.errors import ConfigurationError, DeviceBusyError, NotConnectedError, Where
+from flexctl.errors import (
+    CommunicationTimeout,
+    ConfigurationError,
+    DeviceBusyError,
+    NotConnectedError,
+    Where,
+)
 from flexctl.procedure.loader import parse_procedure
 from flexctl.procedure.model import Entry, EntryType, Meaning, Procedure, Role
 from flexctl.profile import CommandSpec, SignalSpec, Value, parse_profile
@@ -896,3 +902,301 @@ def test_random_person_commands_never_break_the_run(
         loop.run_until_complete(_random_run(script, down_at))
     finally:
         loop.close()
+
+
+# -- review 3: fail-safe behaviour ---------------------------------------------------------
+
+
+async def test_an_unexpected_driver_error_in_the_monitor_holds(rig: Rig) -> None:
+    tank = rig.devices["tank"]
+    boom = [RuntimeError("driver bug: unexpected reply")]
+
+    async def status() -> Any:
+        if boom:
+            raise boom.pop()
+        return await FakeDevice.status(tank)
+
+    tank.status = status  # type: ignore[method-assign]
+    executor = rig.make(make_procedure(LONG), monitor_period=MIN)
+    run = start(executor)
+    assert await executor.wait_for(S.Held) is S.Held
+    deviation = rig.kinds(EntryKind.DEVIATION)[0]
+    assert deviation.device == "tank" and deviation.payload["error_type"] == "RuntimeError"
+    hold = next(e for e in rig.kinds(EntryKind.BATCH_STATE) if e.payload.get("new") == "Holding")
+    assert hold.actor == "system" and "driver bug" in str(hold.payload["reason"])
+    # The monitor lives on: after the restart, a value out of band still holds.
+    executor.command(C.Restart, actor="alice")
+    await executor.wait_for(S.Running)
+    assert executor._monitor is not None and not executor._monitor.task.done()  # type: ignore[union-attr]
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+async def test_a_monitor_that_ends_while_the_batch_runs_holds(rig: Rig) -> None:
+    executor = rig.make(make_procedure(LONG), monitor_period=MIN)
+
+    async def dies(worker: Any) -> None:
+        await rig.clock.sleep(MIN)
+        raise AssertionError("monitor bug")
+
+    executor._monitor_loop = dies  # type: ignore[method-assign]
+    run = start(executor)
+    assert await executor.wait_for(S.Held) is S.Held
+    deviation = rig.kinds(EntryKind.DEVIATION)[0]
+    assert deviation.payload["deviation"] == "monitor ended"
+    assert "monitor bug" in str(deviation.payload["message"])
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+class InterlockJournalFails(MemoryJournal):
+    def append(self, entry: JournalEntry) -> None:
+        if entry.kind is EntryKind.INTERLOCK:
+            raise OSError("database or disk is full")
+        super().append(entry)
+
+
+async def test_a_journal_failure_on_a_trip_still_holds(rig: Rig) -> None:
+    rig.journal = InterlockJournalFails()
+    band = Interlock("heater.temperature", low=30, high=40, delay=0)
+    executor = rig.make(make_procedure(LONG), interlocks=[band], monitor_period=MIN)
+    rig.devices["heater"].memory.values["temperature"] = 35.0
+    run = start(executor)
+    await rig.clock.sleep_until(10 * MIN + 1)
+    rig.devices["heater"].memory.values["temperature"] = 80.0
+    assert await executor.wait_for(S.Held) is S.Held
+    assert rig.clock.now() == 11 * MIN
+    assert rig.devices["tank"].safe_states == [SafeAction.HOLD]
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+class HoldingJournalFails(MemoryJournal):
+    def append(self, entry: JournalEntry) -> None:
+        if entry.kind is EntryKind.BATCH_STATE and entry.payload.get("new") == "Holding":
+            raise OSError("disk full")
+        super().append(entry)
+
+
+async def test_a_journal_failure_on_a_transition_still_interrupts(rig: Rig) -> None:
+    rig.journal = HoldingJournalFails()
+    executor = rig.make(make_procedure(LONG))
+    run = start(executor)
+    await rig.clock.sleep(MIN)
+    executor.command(C.Hold, actor="alice")
+    # The 2 h wait is interrupted at once although the Holding entry could not be written.
+    assert await executor.wait_for(S.Held) is S.Held
+    assert rig.clock.now() == MIN
+    assert rig.step_ends() == [("soak", "interrupted")]
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+async def test_stop_while_holding_still_runs_the_hold_safe_states(rig: Rig) -> None:
+    text = WAITS.replace(
+        "      - {id: w2, wait: 10 min}\n",
+        "      - {id: w2, wait: 10 min}\n    rules:\n"
+        "      - {id: r, every: 30 min, command: tank.mix, args: {seconds: 600}}\n",
+    )
+    executor = rig.make(make_procedure(text))
+    run = start(executor)
+    loop = asyncio.get_running_loop()
+    hold = loop.create_task(at(rig.clock, MIN, lambda: executor.command(C.Hold, actor="alice")))
+    stop = loop.create_task(at(rig.clock, 2 * MIN, lambda: executor.command(C.Stop, actor="bob")))
+    assert await run is S.Stopped
+    await asyncio.gather(hold, stop)
+    assert rig.states() == ["Running", "Holding", "Stopping", "Stopped"]
+    assert rig.devices["tank"].safe_states == [SafeAction.HOLD]
+    assert rig.devices["heater"].safe_states == [SafeAction.HOLD]
+
+
+class SlowRead(FakeDevice):
+    async def read(self, signals: Sequence[str]) -> dict[str, Value]:
+        await self.clock.sleep(5)  # a slow link: the reply takes 5 s
+        return await super().read(signals)
+
+
+SLOW_ARG = """\
+procedure: slow
+version: "1"
+unit_procedures:
+  - name: main
+    steps:
+      - {id: w, wait: 1 min}
+"""
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        '      - {id: feed, command: tank.dose, args: {volume_ml: "=heater.setpoint"}}\n',
+        '      - {id: warm, set: tank.setpoint, value: "=heater.temperature"}\n',
+    ],
+)
+async def test_a_hold_while_arguments_are_read_sends_nothing(step: str) -> None:
+    clock = VirtualClock(epoch=EPOCH)
+    devices = {"tank": FakeDevice("tank", clock), "heater": SlowRead("heater", clock)}
+    for device in devices.values():
+        await device.connect()
+    rig = Rig(clock, devices)
+    try:
+        executor = rig.make(make_procedure(SLOW_ARG + step), monitor_period=3600)
+        run = start(executor)
+        hold = at(clock, MIN + 2, lambda: executor.command(C.Hold, actor="alice"))
+        asyncio.get_running_loop().create_task(hold)
+        await executor.wait_for(S.Held)
+        sent = [e for e in rig.kinds(EntryKind.COMMAND) if e.payload.get("method") != "safe_state"]
+        assert sent == [] and devices["tank"].calls == []
+        assert devices["tank"].memory.values["setpoint"] == 20.0
+        executor.command(C.Abort, actor="alice")
+        assert await run is S.Aborted
+    finally:
+        await close_rig(rig)
+
+
+async def test_an_unexpected_error_in_the_restart_check_holds_again(rig: Rig) -> None:
+    executor = rig.make(make_procedure(LONG), monitor_period=3600)
+    run = start(executor)
+    await rig.clock.sleep(MIN)
+    executor.command(C.Hold, actor="alice")
+    await executor.wait_for(S.Held)
+    tank = rig.devices["tank"]
+
+    async def status() -> Any:
+        raise ValueError("unexpected status word 0x7fff")
+
+    tank.status = status  # type: ignore[method-assign]
+    executor.command(C.Restart, actor="alice")
+    await executor.wait_for(S.Restarting)
+    assert await executor.wait_for(S.Held) is S.Held
+    deviation = rig.kinds(EntryKind.DEVIATION)[-1]
+    assert deviation.payload["error_type"] == "ValueError"
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+async def test_a_second_cancel_during_shutdown_leaves_no_task_behind(rig: Rig) -> None:
+    text = WAITS.replace(
+        "      - {id: w2, wait: 10 min}\n",
+        "      - {id: w2, wait: 10 min}\n    rules:\n"
+        "      - {id: r, every: 30 min, command: tank.mix, args: {seconds: 600}}\n",
+    )
+    executor = rig.make(make_procedure(text))
+    run = start(executor)
+    await rig.clock.sleep(MIN)  # the rule's mix is in flight
+    run.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    workers = ("flexctl-monitor", "flexctl-rule", "flexctl-step")
+    alive = [t.get_name() for t in asyncio.all_tasks() if not t.done()]
+    assert [name for name in alive if name.startswith(workers)] == []
+
+
+ONE_DOSE = """\
+procedure: seed
+version: "1"
+unit_procedures:
+  - name: main
+    steps:
+      - {id: seed, command: tank.dose, args: {volume_ml: 50}}
+      - {id: after, wait: 1 min}
+"""
+
+
+class LostReply(FakeDevice):
+    lost = 1
+
+    async def dose(self, volume_ml: float) -> Dosed:
+        result = await super().dose(volume_ml)
+        if self.lost:
+            self.lost -= 1
+            raise CommunicationTimeout(self.name, "dose", 5.0)
+        return result
+
+
+async def _lost_reply_rig() -> tuple[Rig, LostReply]:
+    clock = VirtualClock(epoch=EPOCH)
+    tank = LostReply("tank", clock)
+    devices = {"tank": tank, "heater": FakeDevice("heater", clock)}
+    for device in devices.values():
+        await device.connect()
+    return Rig(clock, devices), tank
+
+
+@pytest.mark.parametrize("decision", ["resend", "done"])
+async def test_a_command_of_unknown_outcome_is_not_resent_without_a_decision(
+    decision: str,
+) -> None:
+    rig, tank = await _lost_reply_rig()
+    try:
+        executor = rig.make(make_procedure(ONE_DOSE))
+        run = start(executor)
+        await executor.wait_for(S.Held)
+        with pytest.raises(CommandRefused):
+            executor.command(C.Hold, actor="alice", resolve="done")
+        # A plain restart does not send the dose again: a person must decide.
+        executor.command(C.Restart, actor="alice")
+        await executor.wait_for(S.Restarting)
+        assert await executor.wait_for(S.Held) is S.Held
+        assert len(tank.calls) == 1
+        unknown = rig.kinds(EntryKind.DEVIATION)[-1]
+        assert "outcome of seed unknown: a person must decide" in str(unknown.payload["message"])
+        executor.command(C.Restart, actor="bob", reason="checked the scale", resolve=decision)
+        assert await run is S.Complete
+        decided = next(
+            e for e in rig.kinds(EntryKind.DEVIATION) if e.payload.get("decision") == decision
+        )
+        assert decided.actor == "bob" and decided.step == "seed"
+        assert len(tank.calls) == (2 if decision == "resend" else 1)
+        assert rig.step_ends()[-2:] == [("seed", "done"), ("after", "done")]
+        with pytest.raises(CommandRefused):  # nothing left to resolve
+            executor.command(C.Restart, actor="bob", resolve="resend")
+    finally:
+        await close_rig(rig)
+
+
+async def test_restart_rechecks_band_interlocks(rig: Rig) -> None:
+    band = Interlock("heater.temperature", low=15, high=30, delay=0, name="heater temp")
+    executor = rig.make(make_procedure(LONG), interlocks=[band], monitor_period=MIN)
+    values = rig.devices["heater"].memory.values
+    run = start(executor)
+    await rig.clock.sleep_until(5 * MIN + 1)
+    values["temperature"] = 40.0
+    await executor.wait_for(S.Held)
+    executor.command(C.Restart, actor="alice")  # still out of band
+    await executor.wait_for(S.Restarting)
+    assert await executor.wait_for(S.Held) is S.Held
+    still = [e for e in rig.kinds(EntryKind.INTERLOCK) if "at restart" in str(e.payload)]
+    assert len(still) == 1 and still[0].payload["value"] == 40.0
+    values["temperature"] = 20.0
+    executor.command(C.Restart, actor="alice")
+    assert await run is S.Complete
+
+
+async def test_a_failed_safe_state_is_named_and_retried_at_restart(rig: Rig) -> None:
+    executor = rig.make(make_procedure(WAITS))
+    tank = rig.devices["tank"]
+    tank.safe_state_error = DeviceBusyError("tank: pump jammed")
+    run = start(executor)
+    await rig.clock.sleep(MIN)
+    executor.command(C.Hold, actor="alice")
+    await executor.wait_for(S.Held)
+    held = next(e for e in rig.kinds(EntryKind.BATCH_STATE) if e.payload.get("new") == "Held")
+    assert "safe state FAILED for tank" in str(held.payload["reason"])
+    # Still failing: the restart is refused, naming the device.
+    executor.command(C.Restart, actor="alice")
+    await executor.wait_for(S.Restarting)
+    assert await executor.wait_for(S.Held) is S.Held
+    deviations = rig.kinds(EntryKind.DEVIATION)
+    refused = next(e for e in deviations if e.payload["deviation"] == "restart refused")
+    assert refused.device == "tank" and "tank" in str(refused.payload["message"])
+    # the retry at restart, then the hold safe states of the new hold
+    assert tank.safe_states == [SafeAction.HOLD] * 3
+    # Fixed: the retry passes and the batch runs on.
+    tank.safe_state_error = None
+    executor.command(C.Restart, actor="alice")
+    assert await run is S.Complete
+    assert tank.safe_states == [SafeAction.HOLD] * 4

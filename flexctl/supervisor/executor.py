@@ -22,9 +22,25 @@ How it runs:
   once; a device request or driver command in flight is allowed to finish
   (I/O is never cancelled mid-request). Then every driver's
   ``safe_state(HOLD)`` (or ``ABORT``) is called; a failure is journaled as a
-  deviation, and the others are still called. Restart (by a person, never by
-  ``system``) re-reads every device (waiting for a lost link to come back)
-  and re-runs the interrupted step from its start.
+  deviation, and the others are still called; Held's reason names the
+  devices whose hold safe state failed. A Stop or Abort that arrives while
+  Holding (before the hold safe states ran) still runs them first. A device
+  command is never sent once Hold or Abort has come, even if its arguments
+  were being read then.
+- Restart (by a person, never by ``system``) re-reads every device (waiting
+  for a lost link to come back; alarms; every band signal, re-holding if one
+  is still outside its band), then calls ``safe_state(HOLD)`` again on the
+  devices where it failed and refuses the restart (holds again, naming them)
+  if it still fails; then it re-runs the interrupted step from its start.
+  A failure of the restart check itself (any exception) holds again.
+- A step's device command whose reply was lost (CommunicationTimeout or
+  NotConnectedError from the command itself: it may have acted) has an
+  unknown outcome and is never re-sent by itself: a plain Restart journals
+  the deviation "outcome of <step> unknown: a person must decide" and holds
+  again. The person restarts with ``command(Restart, resolve="resend")``
+  (send it again) or ``resolve="done"`` (it took effect; the step ends
+  without sending it and with no result fields); the decision is journaled
+  with the person as actor.
 - Interlocks hold the batch by themselves (actor ``system``): a device that
   stops answering (a read fails with NotConnectedError or
   CommunicationTimeout, or its link leaves CONNECTED), a value out of its band
@@ -33,6 +49,11 @@ How it runs:
   is Running, Pausing or Paused.
 - A step that fails (the device refuses, an expression cannot be evaluated,
   a prompt is declined) is a deviation: the batch holds and a person decides.
+- Fail safe: an unexpected exception from a driver in the monitor, or the
+  monitor ending while the batch is not final, holds the batch. A journal
+  entry that cannot be written is logged (critical) and holds the batch; the
+  safety action (hold, interrupting the workers) always comes before the
+  journal entry that records it.
 
 Nothing here sleeps on the event loop or reads the wall clock: process time
 comes from the clock only.
@@ -114,6 +135,8 @@ C = BatchCommand
 HOLDABLE: Final = frozenset({S.Running, S.Pausing, S.Paused, S.Restarting})
 #: States in which the monitor polls the devices (in Stopping a trip is journaled only).
 MONITORED: Final = frozenset({S.Running, S.Pausing, S.Paused, S.Stopping})
+#: A person's decisions, at Restart, on a step command of unknown outcome.
+RESOLVE: Final = ("resend", "done")
 #: What a device that stops answering raises.
 LOST: Final = (NotConnectedError, CommunicationTimeout)
 
@@ -188,6 +211,7 @@ class _Worker:
         self.name = name
         self.task: asyncio.Task[Any] | None = None
         self.reason: str | None = None
+        self.halted = False  # interrupted by Hold or Abort: nothing more goes to a device
         self._safe = False
         self._cancelled = False
 
@@ -199,6 +223,11 @@ class _Worker:
     def checkpoint(self) -> None:
         if self.reason is not None:
             raise _Interrupted(self.reason)
+
+    def before_send(self) -> None:
+        """Right before a device command: stop if Hold or Abort came meanwhile."""
+        if self.halted:
+            raise _Interrupted(self.reason or "halted")
 
     async def safe(self, coro: Coroutine[Any, Any, T]) -> T:
         if self.reason is not None:
@@ -217,9 +246,10 @@ class _Worker:
         finally:
             self._safe = False
 
-    def interrupt(self, reason: str) -> None:
+    def interrupt(self, reason: str, *, halt: bool = False) -> None:
         if self.reason is None:
             self.reason = reason
+        self.halted = self.halted or halt
         task = self.task
         if (
             self._safe
@@ -247,6 +277,17 @@ class _Worker:
 
 class _StepFailed(Exception):
     """A step ended without its result; the batch has been held or aborted already."""
+
+
+@dataclass(frozen=True)
+class _Unknown:
+    """A step's device command that may or may not have reached the device."""
+
+    unit_procedure: str
+    step: str
+    device: str
+    method: str
+    error: str
 
 
 @dataclass
@@ -313,6 +354,11 @@ class Executor:
         self._monitor: _Worker | None = None
         self._waiters: list[asyncio.Event] = []
         self._running = False
+        self._closing = False
+        self._hold_owed = False  # entered Holding; the hold safe states have not run yet
+        self._unsafe: set[str] = set()  # devices whose hold safe state failed
+        self._unknown: _Unknown | None = None  # a step command whose outcome is unknown
+        self._done_by_decision: str | None = None  # step a person declared done at restart
         # For the life of the executor, so a Reset after the run is journaled too.
         self.machine.on_change(self._on_transition)
 
@@ -378,12 +424,25 @@ class Executor:
     def state(self) -> BatchState:
         return self.machine.state
 
-    def command(self, cmd: BatchCommand | str, *, actor: str, reason: str = "") -> BatchState:
+    def command(
+        self,
+        cmd: BatchCommand | str,
+        *,
+        actor: str,
+        reason: str = "",
+        resolve: str | None = None,
+    ) -> BatchState:
         """A person's batch command; returns the new state.
+
+        ``resolve`` (Restart only) is the person's decision on a step command
+        whose outcome is unknown: ``"resend"`` runs the step again (sends the
+        command again), ``"done"`` takes it as done and goes on with the next
+        step. It is journaled with the person as actor.
 
         Raises:
             CommandRefused: a restart by ``system`` (only a person restarts a
-                held batch), or no actor.
+                held batch), no actor, or a ``resolve`` that is not valid
+                (not a Restart, not "resend"/"done", nothing to resolve).
             IllegalCommand: the state does not accept ``cmd``.
             UnknownCommand: no such command.
         """
@@ -396,6 +455,13 @@ class Executor:
             why = "a batch command needs the person who gives it"
         elif command == C.Restart and actor == SYSTEM:
             why = "only a person restarts a held batch, never the system"
+        elif resolve is not None:
+            if command != C.Restart:
+                why = "resolve is given with Restart only"
+            elif resolve not in RESOLVE:
+                why = f"resolve must be one of {', '.join(RESOLVE)}, not {resolve!r}"
+            elif self._unknown is None:
+                why = "no command of unknown outcome to resolve"
         if why is not None:
             self._write(
                 EntryKind.BATCH_STATE,
@@ -406,7 +472,7 @@ class Executor:
             )
             raise CommandRefused(why)
         try:
-            return self.machine.command(command, actor=actor, reason=reason)
+            new = self.machine.command(command, actor=actor, reason=reason)
         except IllegalCommand as exc:
             self._write(
                 EntryKind.BATCH_STATE,
@@ -416,6 +482,33 @@ class Executor:
                 state=self.state.value,
             )
             raise
+        if resolve is not None:
+            self._resolve(resolve, actor=actor, reason=reason)
+        return new
+
+    def _resolve(self, decision: str, *, actor: str, reason: str) -> None:
+        """A person's decision on a command of unknown outcome (the restart check runs later)."""
+        unknown = self._unknown
+        assert unknown is not None  # checked in command()
+        self._unknown = None
+        if decision == "done":
+            self._done_by_decision = unknown.step
+        self._write(
+            EntryKind.DEVIATION,
+            actor=actor,
+            unit_procedure=unknown.unit_procedure,
+            step=unknown.step,
+            device=unknown.device,
+            deviation="command outcome decided",
+            decision=decision,
+            method=unknown.method,
+            error=unknown.error,
+            reason=reason,
+            message=(
+                f"{actor} decided the outcome of {unknown.step}: "
+                + ("send it again" if decision == "resend" else "it took effect; not re-sent")
+            ),
+        )
 
     async def wait_for(self, *states: BatchState) -> BatchState:
         """Wait until the batch is in one of ``states``; returns it."""
@@ -433,20 +526,16 @@ class Executor:
                 self._waiters.remove(event)
 
     def _on_transition(self, transition: Transition) -> None:
-        self._write(
-            EntryKind.BATCH_STATE,
-            actor=transition.actor,
-            old=transition.old.value,
-            new=transition.new.value,
-            command=str(transition.command),
-            reason=transition.reason,
-        )
+        # The safety action first (interrupt, wake), the journal after: a write
+        # that fails must never stop an interruption (``_write`` holds on failure).
         new = transition.new
+        if new is S.Holding:
+            self._hold_owed = True
         if new in (S.Holding, S.Aborting):
             why = f"batch {new.value}"
             for worker in (self._step_worker, self._restart_worker, *self._rules):
                 if worker is not None:
-                    worker.interrupt(why)
+                    worker.interrupt(why, halt=True)
         elif transition.old is S.Restarting and self._restart_worker is not None:
             self._restart_worker.interrupt(f"batch {new.value}")
         if new is S.Restarting:
@@ -456,6 +545,14 @@ class Executor:
         waiters, self._waiters = self._waiters, []
         for event in waiters:
             event.set()
+        self._write(
+            EntryKind.BATCH_STATE,
+            actor=transition.actor,
+            old=transition.old.value,
+            new=transition.new.value,
+            command=str(transition.command),
+            reason=transition.reason,
+        )
 
     # -- running ----------------------------------------------------------------------
 
@@ -491,7 +588,7 @@ class Executor:
             )
             monitor = _Worker(f"flexctl-monitor-{self.batch.batch_id}")
             self._monitor = monitor
-            monitor.start(self._monitor_loop(monitor))
+            monitor.start(self._monitor_loop(monitor)).add_done_callback(self._monitor_ended)
             for unit in self.procedure.unit_procedures:
                 if not await self._run_unit(unit):
                     break
@@ -502,26 +599,48 @@ class Executor:
             hard = False
             return self.machine.state
         finally:
-            await self._shutdown(hard=hard)
-            for undo in unsubscribe:
-                undo()
-            self._running = False
+            try:
+                await self._shutdown(hard=hard)
+            finally:
+                for undo in unsubscribe:
+                    undo()
+                self._running = False
 
     async def _shutdown(self, *, hard: bool) -> None:
+        """End every worker; hard: cancel them all at once (run() is being cancelled).
+
+        Every task is cancelled (or interrupted) before any is awaited, and the
+        await is repeated if this task is cancelled again meanwhile, so no
+        worker outlives run(); such a cancellation is re-raised at the end.
+        """
+        self._closing = True
         workers = [
             w
             for w in (self._step_worker, self._restart_worker, *self._rules, self._monitor)
             if w is not None
         ]
+        tasks = [w.task for w in workers if w.task is not None]
         for worker in workers:
             if hard:
-                await worker.kill()
+                if worker.task is not None and not worker.task.done():
+                    worker.task.cancel()
             else:
-                await worker.stop("batch ended")
-        self._rules = []
-        self._monitor = None
-        self._step_worker = None
-        self._restart_worker = None
+                worker.interrupt("batch ended")
+        cancelled = False
+        try:
+            while not all(t.done() for t in tasks):
+                try:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                except asyncio.CancelledError:
+                    cancelled = True  # gather has cancelled the workers; wait for them
+        finally:
+            self._rules = []
+            self._monitor = None
+            self._step_worker = None
+            self._restart_worker = None
+            self._closing = False
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _run_unit(self, unit: UnitProcedure) -> bool:
         """Run one unit procedure's steps; False when the batch ended meanwhile."""
@@ -552,9 +671,15 @@ class Executor:
             elif state is S.Holding:
                 await self._stop_rules("batch Holding")
                 if self.machine.state is S.Holding:
-                    await self._safe_states(SafeAction.HOLD)
+                    await self._owed_hold_states()
                 if self.machine.state is S.Holding:
-                    self.machine.complete(reason="devices in their hold state")
+                    reason = "devices in their hold state"
+                    if self._unsafe:
+                        reason += (
+                            f"; safe state FAILED for {', '.join(sorted(self._unsafe))}"
+                            " (retried at restart)"
+                        )
+                    self.machine.complete(reason=reason)
             elif state is S.Restarting:
                 ready = await self._restart_check()
                 if self.machine.state is S.Restarting:
@@ -564,10 +689,12 @@ class Executor:
                         self._system_command(C.Hold, "restart check did not pass")
             elif state is S.Stopping:
                 await self._stop_rules("batch Stopping")
+                await self._owed_hold_states()  # Stop came while Holding
                 if self.machine.state is S.Stopping:
                     self.machine.complete(reason="stopped after the current step")
             elif state is S.Aborting:
                 await self._stop_rules("batch Aborting")
+                await self._owed_hold_states()  # Abort came while Holding
                 await self._safe_states(SafeAction.ABORT)
                 if self.machine.state is S.Aborting:
                     self.machine.complete(reason="devices in their abort state")
@@ -576,6 +703,18 @@ class Executor:
 
     async def _run_step(self, unit: UnitProcedure, step: Step) -> bool:
         """Run ``step`` once; True when it ended with its result."""
+        if self._done_by_decision == step.id:
+            self._done_by_decision = None
+            self.results[step.id] = {}
+            self._write(
+                EntryKind.STEP_END,
+                unit_procedure=unit.name,
+                step=step.id,
+                result="done",
+                reason="declared done by a person (command outcome was unknown); not re-sent",
+                fields={},
+            )
+            return True
         attempt = self._attempts.get(step.id, 0) + 1
         self._attempts[step.id] = attempt
         worker = _Worker(f"flexctl-step-{step.id}")
@@ -621,14 +760,16 @@ class Executor:
             self._failed(exc, unit_procedure=unit.name, step=step.id, device=self._device_of(step))
             return False
         self.results[step.id] = fields
+        if self._unknown is not None and self._unknown.step == step.id:
+            self._unknown = None
         self._write(EntryKind.STEP_END, **where, result="done", fields=fields)
         return True
 
     async def _execute(self, unit: UnitProcedure, step: Step, worker: _Worker) -> dict[str, Value]:
         if isinstance(step, CommandStep):
-            return await self._call(step.call, unit.name, step.id)
+            return await self._call(step.call, unit.name, step.id, worker)
         if isinstance(step, SetStep):
-            return await self._set(step, unit.name)
+            return await self._set(step, unit.name, worker)
         if isinstance(step, WaitStep):
             await worker.safe(self.clock.sleep(step.duration.seconds))
             return {"seconds": step.duration.seconds}
@@ -650,7 +791,7 @@ class Executor:
             return await self._prompt(step, unit.name, worker)
         raise TypeError(f"step {step.id}: unknown step kind {step.kind!r}")
 
-    async def _call(self, call: Call, unit: str, step: str) -> dict[str, Value]:
+    async def _call(self, call: Call, unit: str, step: str, worker: _Worker) -> dict[str, Value]:
         device = call.target.device
         method = call.target.member
         driver = self.drivers[device]
@@ -658,17 +799,14 @@ class Executor:
         if method.startswith("_") or method in NOT_COMMANDS:
             raise ConfigurationError(call.where, f"{call.target} is not a device command")
         function: Callable[..., Awaitable[object]] = getattr(driver, method)
-        self._write(
-            EntryKind.COMMAND,
-            unit_procedure=unit,
-            step=step,
-            device=device,
-            method=method,
-            args=args,
-        )
+        worker.before_send()  # a hold given while the arguments were read: do not send
+        where = {"unit_procedure": unit, "step": step, "device": device, "method": method}
+        self._write(EntryKind.COMMAND, **where, args=args)
+        self._not_sent_if_interrupted(worker, where)
         try:
             result = await function(**args)
         except Exception as exc:
+            self._note_unknown(exc, worker, unit=unit, step=step, device=device, method=method)
             self._write(
                 EntryKind.COMMAND_RESULT,
                 unit_procedure=unit,
@@ -690,20 +828,19 @@ class Executor:
         )
         return fields
 
-    async def _set(self, step: SetStep, unit: str) -> dict[str, Value]:
+    async def _set(self, step: SetStep, unit: str, worker: _Worker) -> dict[str, Value]:
         device, signal = step.target.device, step.target.member
         value = await self._value(step.value)
-        self._write(
-            EntryKind.COMMAND,
-            unit_procedure=unit,
-            step=step.id,
-            device=device,
-            set=signal,
-            value=value,
-        )
+        worker.before_send()  # a hold given while the value was read: do not send
+        where = {"unit_procedure": unit, "step": step.id, "device": device, "set": signal}
+        self._write(EntryKind.COMMAND, **where, value=value)
+        self._not_sent_if_interrupted(worker, where)
         try:
             await self.drivers[device].set(signal, value)
         except Exception as exc:
+            self._note_unknown(
+                exc, worker, unit=unit, step=step.id, device=device, method=f"set {signal}"
+            )
             self._write(
                 EntryKind.COMMAND_RESULT,
                 unit_procedure=unit,
@@ -723,6 +860,21 @@ class Executor:
             ok=True,
         )
         return {"value": value}
+
+    def _not_sent_if_interrupted(self, worker: _Worker, where: Mapping[str, str]) -> None:
+        """Writing the COMMAND entry itself held the batch (journal failure): do not send."""
+        if worker.halted:
+            self._write(
+                EntryKind.COMMAND_RESULT, **where, sent=False, error=f"not sent: {worker.reason}"
+            )
+            worker.before_send()
+
+    def _note_unknown(
+        self, exc: Exception, worker: _Worker, *, unit: str, step: str, device: str, method: str
+    ) -> None:
+        """A step's command lost its reply: it may have acted; a restart must not resend it."""
+        if isinstance(exc, LOST) and worker is self._step_worker:
+            self._unknown = _Unknown(unit, step, device, method, f"{type(exc).__name__}: {exc}")
 
     async def _wait_until(
         self, step: WaitUntilStep, unit: str, worker: _Worker
@@ -897,7 +1049,7 @@ class Executor:
                     fires = rule.when is None or await self._evaluate_bool(rule.when)
                     worker.checkpoint()
                     if fires:
-                        await self._call(rule.call, unit.name, rule.id)
+                        await self._call(rule.call, unit.name, rule.id, worker)
                 except _Interrupted:
                     raise
                 except Exception as exc:
@@ -971,6 +1123,8 @@ class Executor:
         self._tripped.add(key)
         state = self.machine.state
         holds = state in HOLDABLE
+        if holds:  # the safety action first, the journal after
+            self.machine.command(C.Hold, actor=SYSTEM, reason=f"interlock {key}: {reason}")
         self._write(
             EntryKind.INTERLOCK,
             device=device,
@@ -980,8 +1134,6 @@ class Executor:
             action="hold" if holds else f"none (batch is {state.value})",
             value=value,
         )
-        if holds:
-            self.machine.command(C.Hold, actor=SYSTEM, reason=f"interlock {key}: {reason}")
 
     def _on_link(self, device: str, state: ConnectionState) -> None:
         if self.machine.state in FINAL or self.machine.state is S.Idle:
@@ -992,8 +1144,20 @@ class Executor:
         if state in (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED):
             self._trip(f"link:{device}", device, f"device {device} link {state.value}")
 
-    async def _safe_states(self, action: SafeAction) -> None:
+    async def _owed_hold_states(self) -> None:
+        """Run the hold safe states if the batch entered Holding and they have not run."""
+        if self._hold_owed:
+            self._hold_owed = False
+            self._unsafe = set(await self._safe_states(SafeAction.HOLD))
+
+    async def _safe_states(
+        self, action: SafeAction, names: Collection[str] | None = None
+    ) -> list[str]:
+        """Call ``safe_state(action)`` on every driver (or on ``names``); the ones that failed."""
+        failed: list[str] = []
         for name, driver in self.drivers.items():
+            if names is not None and name not in names:
+                continue
             self._write(
                 EntryKind.COMMAND, device=name, method="safe_state", args={"action": action.value}
             )
@@ -1019,10 +1183,12 @@ class Executor:
                 self._log.error(
                     "safe_state_failed", device=name, action=action.value, error=str(exc)
                 )
+                failed.append(name)
             else:
                 self._write(
                     EntryKind.COMMAND_RESULT, device=name, method="safe_state", result=action.value
                 )
+        return failed
 
     async def _restart_check(self) -> bool:
         worker = _Worker(f"flexctl-restart-{self.batch.batch_id}")
@@ -1034,8 +1200,32 @@ class Executor:
                 self._restart_worker = None
 
     async def _restart_body(self, worker: _Worker) -> bool:
-        """Re-read every device before running again; False if an interlock held the batch."""
+        """Re-read every device before running again; False if the batch must hold again.
+
+        In order: a command of unknown outcome needs a person's decision; every
+        device is re-read (link, alarms, band signals); a device whose hold safe
+        state failed gets it again, and the restart is refused if it still fails.
+        """
         try:
+            unknown = self._unknown
+            if unknown is not None:
+                message = (
+                    f"outcome of {unknown.step} unknown: a person must decide "
+                    f"({unknown.device}.{unknown.method} got {unknown.error}; "
+                    'restart with resolve="resend" or resolve="done")'
+                )
+                self._write(
+                    EntryKind.DEVIATION,
+                    unit_procedure=unknown.unit_procedure,
+                    step=unknown.step,
+                    device=unknown.device,
+                    deviation="command outcome unknown",
+                    method=unknown.method,
+                    error=unknown.error,
+                    message=message,
+                )
+                self._system_command(C.Hold, message)
+                return False
             for name, driver in self.drivers.items():
                 transport = getattr(driver, "transport", None)
                 if transport is not None and transport.state is not ConnectionState.CONNECTED:
@@ -1047,13 +1237,31 @@ class Executor:
                             f"device {name} still not answering after {self.link_wait:g} s",
                         )
                         return False
+                watches = [w for w in self._watches if w.interlock.device == name]
                 try:
                     status = await driver.status()
                     alarms = await self._read_alarms(name, driver)
+                    values: Mapping[str, Value] = {}
+                    if watches:
+                        values = await driver.read(
+                            sorted({w.interlock.signal_name for w in watches})
+                        )
                 except LOST as exc:
                     self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
                     return False
                 worker.checkpoint()
+                for watch in watches:
+                    interlock = watch.interlock
+                    value = values[interlock.signal_name]
+                    if interlock.outside(value):
+                        self._trip(
+                            f"band:{interlock.label}",
+                            name,
+                            f"{interlock.signal} = {value!r} still outside {interlock.band()} "
+                            "at restart",
+                            value=value,
+                        )
+                        return False
                 self._write(
                     EntryKind.INTERLOCK,
                     device=name,
@@ -1063,12 +1271,28 @@ class Executor:
                 )
                 if self._check_alarms(name, alarms):
                     return False
+            if self._unsafe:
+                still = await self._safe_states(SafeAction.HOLD, self._unsafe)
+                worker.checkpoint()
+                self._unsafe = set(still)
+                if still:
+                    message = (
+                        f"restart refused: safe state hold still failing for {', '.join(still)}"
+                    )
+                    self._write(
+                        EntryKind.DEVIATION,
+                        device=",".join(still),
+                        deviation="restart refused",
+                        message=message,
+                    )
+                    self._system_command(C.Hold, message)
+                    return False
             return True
         except _Interrupted:
             return False
-        except FlexctlError as exc:
+        except Exception as exc:  # FlexctlError or a driver bug: as a failing step
             unit = self._unit.name if self._unit else ""
-            self._failed(exc, unit_procedure=unit, step="", device="")
+            self._failed(exc, unit_procedure=unit, step="restart check", device="")
             return False
 
     # -- the monitor ------------------------------------------------------------------
@@ -1082,6 +1306,23 @@ class Executor:
                 await worker.safe(self.clock.sleep(self.monitor_period))
         except _Interrupted:
             return
+
+    def _monitor_ended(self, task: asyncio.Task[None]) -> None:
+        """The monitor must run until the batch ends: if it ends before, hold."""
+        if self._closing or self.machine.state in FINAL or self.machine.state is S.Idle:
+            return
+        exc = None if task.cancelled() else task.exception()
+        message = "interlock monitor ended while the batch is not final" + (
+            f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        )
+        self._log.critical("monitor_ended", state=self.machine.state.value, exc_info=exc)
+        self._system_command(C.Hold, message)
+        self._write(
+            EntryKind.DEVIATION,
+            deviation="monitor ended",
+            state=self.machine.state.value,
+            message=message,
+        )
 
     async def _poll_devices(self, worker: _Worker) -> None:
         for name, driver in self.drivers.items():
@@ -1107,6 +1348,19 @@ class Executor:
                     deviation="monitor read failed",
                     error=str(exc),
                     error_type=type(exc).__name__,
+                )
+                continue
+            except Exception as exc:  # a driver bug: the device state is unknown, fail safe
+                self._log.error("monitor_read_error", device=name, exc_info=exc)
+                message = f"monitor: device {name} read failed: {type(exc).__name__}: {exc}"
+                self._system_command(C.Hold, message)
+                self._write(
+                    EntryKind.DEVIATION,
+                    device=name,
+                    deviation="monitor read failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    message=message,
                 )
                 continue
             now = self.clock.now()
@@ -1192,6 +1446,31 @@ class Executor:
 
     # -- the journal ------------------------------------------------------------------
 
+    def _journal_failed(self, entry: JournalEntry, exc: Exception) -> None:
+        """An entry could not be written: log it loudly and hold (fail safe)."""
+        self._log.critical(
+            "journal_write_failed",
+            kind=entry.kind.value,
+            unit_procedure=entry.unit_procedure,
+            step=entry.step,
+            device=entry.device,
+            actor=entry.actor,
+            process_time=entry.process_time,
+            payload=dict(entry.payload),
+            error=str(exc),
+            error_type=type(exc).__name__,
+            exc_info=exc,
+        )
+        if self.machine.state in HOLDABLE:
+            try:
+                self.machine.command(
+                    C.Hold,
+                    actor=SYSTEM,
+                    reason=f"journal write failed: {type(exc).__name__}: {exc}",
+                )
+            except Exception:  # never let the fallback itself raise
+                self._log.exception("journal_failure_hold_failed")
+
     def _write(
         self,
         kind: EntryKind,
@@ -1219,7 +1498,11 @@ class Executor:
             device=device,
             payload=data,
         )
-        self.journal.append(entry)
+        try:
+            self.journal.append(entry)
+        except Exception as exc:
+            self._journal_failed(entry, exc)
+            return
         self._log.info(
             "journal",
             kind=kind.value,
