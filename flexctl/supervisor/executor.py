@@ -808,24 +808,11 @@ class Executor:
         except Exception as exc:
             self._note_unknown(exc, worker, unit=unit, step=step, device=device, method=method)
             self._write(
-                EntryKind.COMMAND_RESULT,
-                unit_procedure=unit,
-                step=step,
-                device=device,
-                method=method,
-                error=str(exc),
-                error_type=type(exc).__name__,
+                EntryKind.COMMAND_RESULT, **where, error=str(exc), error_type=type(exc).__name__
             )
             raise
         fields = _fields(result)
-        self._write(
-            EntryKind.COMMAND_RESULT,
-            unit_procedure=unit,
-            step=step,
-            device=device,
-            method=method,
-            result=jsonable(result),
-        )
+        self._write(EntryKind.COMMAND_RESULT, **where, result=jsonable(result))
         return fields
 
     async def _set(self, step: SetStep, unit: str, worker: _Worker) -> dict[str, Value]:
