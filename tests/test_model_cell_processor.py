@@ -18,6 +18,7 @@ from simulators.models.cell_processor import (
     min_intermediate_volume_ml,
 )
 from simulators.models.program import PROGRAM_STATES, STATUSES
+from tests.model_replay import replay
 
 
 async def _run(
@@ -231,19 +232,12 @@ async def test_random_commands_keep_invariants(
     clock = VirtualClock()
     try:
         model = CellProcessorModel(clock, seed=seed)
-        for action in actions:
-            name, *args = action
-            try:
-                if name == "sleep":
-                    assert isinstance(args[0], float)
-                    await clock.sleep(args[0])
-                elif name == "iv":
-                    assert isinstance(args[0], float)
-                    model.write("intermediate_volume_ml", args[0])
-                else:
-                    model.call(str(name), [a for a in args if isinstance(a, int | float | str)])
-            except (OutOfRangeError, DeviceBusyError):
-                pass
-            _check_invariants(model)
+        await replay(
+            model,
+            clock,
+            actions,
+            lambda: _check_invariants(model),
+            writes={"iv": "intermediate_volume_ml"},
+        )
     finally:
         await clock.aclose()

@@ -15,6 +15,7 @@ from simulators.models.base import UnknownTagError
 from simulators.models.freezer import FreezerModel
 from simulators.models.freezer_profile import STANDARD_BAG
 from simulators.models.program import PROGRAM_STATES, STATUSES
+from tests.model_replay import replay
 
 # segments of standard_bag whose ramp should make the sample cool at -1 °C/min
 CHECKED = {n for n, seg in enumerate(STANDARD_BAG, start=1) if seg.controlled}
@@ -315,19 +316,12 @@ async def test_random_commands_keep_invariants(
     clock = VirtualClock()
     try:
         model = FreezerModel(clock, seed=seed)
-        for action in actions:
-            name, *args = action
-            try:
-                if name == "sleep":
-                    assert isinstance(args[0], float)
-                    await clock.sleep(args[0])
-                elif name == "chamber_sp":
-                    assert isinstance(args[0], float)
-                    model.write("chamber_sp", args[0])
-                else:
-                    model.call(str(name), [a for a in args if isinstance(a, int | float | str)])
-            except (OutOfRangeError, DeviceBusyError):
-                pass
-            _check_invariants(model)
+        await replay(
+            model,
+            clock,
+            actions,
+            lambda: _check_invariants(model),
+            writes={"chamber_sp": "chamber_sp"},
+        )
     finally:
         await clock.aclose()

@@ -15,6 +15,7 @@ from flexctl.profile import Value
 from simulators.models.base import UnknownTagError
 from simulators.models.program import PROGRAM_STATES, STATUSES
 from simulators.models.thaw import STEP_NAMES, ThawModel
+from tests.model_replay import replay
 
 PLATEAU_BAND = (-4.5, -2.5)  # a 2 °C band just below the -3 °C melting point
 EVERY_S = 5.0
@@ -206,16 +207,6 @@ async def test_random_commands_keep_invariants(
     clock = VirtualClock()
     try:
         model = ThawModel(clock, seed=seed)
-        for action in actions:
-            name, *args = action
-            try:
-                if name == "sleep":
-                    assert isinstance(args[0], float)
-                    await clock.sleep(args[0])
-                else:
-                    model.call(str(name), [a for a in args if isinstance(a, int | float | str)])
-            except (OutOfRangeError, DeviceBusyError):
-                pass
-            _check_invariants(model)
+        await replay(model, clock, actions, lambda: _check_invariants(model))
     finally:
         await clock.aclose()
