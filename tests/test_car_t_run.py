@@ -27,8 +27,8 @@ import pytest
 from flexctl.cli.main import build_parser
 from flexctl.cli.run import RunOutcome, run_batch
 from flexctl.procedure.model import PromptStep
+from flexctl.record.journal import EntryKind, JournalEntry
 from flexctl.supervisor.batch_state import BatchState
-from flexctl.supervisor.journal import EntryKind, JournalEntry
 from flexctl.supervisor.prompts import SIM_USER
 
 CAR_T = Path(__file__).resolve().parent.parent / "procedures" / "car-t.yaml"

@@ -20,8 +20,8 @@ from flexctl.cli.run import Plan, _header, _plan, run_batch
 from flexctl.clock import VirtualClock
 from flexctl.line import shipped_line
 from flexctl.line_runtime import LineTwins, write_endpoints
+from flexctl.record.journal import SYSTEM, EntryKind, JournalEntry
 from flexctl.supervisor.batch_state import BatchState
-from flexctl.supervisor.journal import SYSTEM, EntryKind, JournalEntry
 
 CAR_T = Path(__file__).resolve().parent.parent / "procedures" / "car-t.yaml"
 PLACE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<column>\d+): (?P<message>.+)$")

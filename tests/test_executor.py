@@ -32,6 +32,7 @@ from flexctl.errors import (
 from flexctl.procedure.loader import parse_procedure
 from flexctl.procedure.model import Entry, EntryType, Meaning, Procedure, Role
 from flexctl.profile import CommandSpec, SignalSpec, Value, parse_profile
+from flexctl.record.journal import EntryKind, JournalEntry, MemoryJournal
 from flexctl.supervisor.batch_state import (
     COMPLETIONS,
     FINAL,
@@ -42,7 +43,6 @@ from flexctl.supervisor.batch_state import (
 )
 from flexctl.supervisor.executor import Batch, CommandRefused, Executor
 from flexctl.supervisor.interlocks import AlarmInterlock, Interlock, parse_alarms
-from flexctl.supervisor.journal import EntryKind, JournalEntry, MemoryJournal
 from flexctl.supervisor.prompts import (
     SIM_USER,
     AutoSigner,

@@ -22,10 +22,10 @@ from flexctl.line import shipped_line
 from flexctl.procedure.loader import parse_procedure
 from flexctl.procedure.model import Procedure
 from flexctl.procedure.validate import validate_procedure
+from flexctl.record.journal import EntryKind, JournalEntry, MemoryJournal
 from flexctl.supervisor.batch_state import BatchCommand, BatchState
 from flexctl.supervisor.executor import Batch, Executor
 from flexctl.supervisor.interlocks import Interlock
-from flexctl.supervisor.journal import EntryKind, JournalEntry, MemoryJournal
 from flexctl.supervisor.prompts import SIM_USER, AutoSigner
 from flexctl.transports.base import TransportOptions
 from flexctl.twins import Pair, make_model, twin_pair

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flexctl.supervisor.journal import (
+from flexctl.record.journal import (
     EntryKind,
     Journal,
     JournalEntry,

@@ -33,8 +33,8 @@ from flexctl.procedure.model import (
     WaitUntilStep,
 )
 from flexctl.profile import Value
+from flexctl.record.journal import EntryKind, JournalEntry, JSONValue, MemoryJournal
 from flexctl.supervisor.batch_state import BatchState
-from flexctl.supervisor.journal import EntryKind, JournalEntry, JSONValue, MemoryJournal
 from flexctl.supervisor.prompts import SIM_USER
 
 log = structlog.get_logger("flexctl.cli.run")

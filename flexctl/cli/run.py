@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from flexctl.line import Line
     from flexctl.line_runtime import DeviceDescription, ServedTwins
     from flexctl.procedure.model import Literal, Parameter, Procedure
+    from flexctl.record.journal import Journal, JournalEntry
     from flexctl.supervisor.batch_state import BatchState
     from flexctl.supervisor.executor import Executor
-    from flexctl.supervisor.journal import Journal, JournalEntry
 
 # The exit codes of flexctl.cli.main (imported from there would be circular).
 EXIT_OK: Final = 0
@@ -597,7 +597,7 @@ class _Headless:
         self.executor: Executor | None = None
 
     def __call__(self, entry: JournalEntry) -> None:
-        from flexctl.supervisor.journal import EntryKind
+        from flexctl.record.journal import EntryKind
 
         if entry.kind is EntryKind.BATCH_STATE and entry.payload.get("new") == "Held":
             # Not from inside the state machine's own delivery: on the next loop turn.
@@ -672,7 +672,7 @@ def _journal_origins(
     plan: Plan, journal: Journal, clock: Clock, described: Mapping[str, DeviceDescription]
 ) -> None:
     """The batch's first entries: where each device is (in-process twin, external, hardware)."""
-    from flexctl.supervisor.journal import SYSTEM, EntryKind, JournalEntry
+    from flexctl.record.journal import SYSTEM, EntryKind, JournalEntry
 
     served_by = plan.served.pid if plan.served is not None else None
     for name, origin in plan.origins.items():

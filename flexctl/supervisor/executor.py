@@ -3,7 +3,7 @@
 :class:`Batch` is what a batch is (id, procedure, parameter values, its ISA-88
 state machine); :class:`Executor` runs it on a mapping of device name to
 :class:`~drivers.base.Driver`, with time from the injected clock and
-everything written to a :class:`~flexctl.supervisor.journal.Journal`.
+everything written to a :class:`~flexctl.record.journal.Journal`.
 
 How it runs:
 
@@ -104,6 +104,7 @@ from flexctl.procedure.model import (
 )
 from flexctl.procedure.validate import NOT_COMMANDS, parse_parameter_values
 from flexctl.profile import Value
+from flexctl.record.journal import SYSTEM, EntryKind, Journal, JournalEntry, jsonable
 from flexctl.supervisor.batch_state import (
     FINAL,
     BatchCommand,
@@ -114,7 +115,6 @@ from flexctl.supervisor.batch_state import (
     UnknownCommand,
 )
 from flexctl.supervisor.interlocks import AlarmInterlock, Interlock, parse_alarms
-from flexctl.supervisor.journal import SYSTEM, EntryKind, Journal, JournalEntry, jsonable
 from flexctl.supervisor.prompts import PromptDeclined, Prompter, PromptRequest, check_answer
 from flexctl.transports.base import ConnectionState
 
