@@ -473,9 +473,12 @@ async def test_rtu_bus_lock_serialises_two_transports_on_one_port(vclock: Virtua
     model = DemoModel(vclock)
     profile = demo_profile()
     async with twin("modbus-rtu", model, profile) as server:
+        # As on a real bus: the line's t3.5, not the twin's gap=0 for its pty.
+        wired = server.endpoint.replace("&gap=0", "")
+        assert wired != server.endpoint
         async with (
-            connected(server, profile, vclock) as first,
-            connected(server, profile, vclock) as second,
+            connected(server, profile, vclock, endpoint=wired) as first,
+            connected(server, profile, vclock, endpoint=wired) as second,
         ):
             assert isinstance(first, ModbusRtuTransport)
             assert isinstance(second, ModbusRtuTransport)
@@ -950,7 +953,13 @@ def test_endpoints() -> None:
     assert unit == 2
     assert settle is None
     assert parse_rtu_endpoint("modbus-rtu:///dev/ttyUSB0?settle=2.5").settle == 2.5
+    assert parse_rtu_endpoint("modbus-rtu:///dev/ttyUSB0?gap=0").serial.frame_gap == 0.0
+    assert parse_rtu_endpoint("modbus-rtu:///dev/ttyUSB0?gap=0.004").serial.frame_gap == 0.004
     for bad in (
+        "modbus-rtu:///dev/tty?gap=-0.001",
+        "modbus-rtu:///dev/tty?gap=nan",
+        "modbus-rtu:///dev/tty?gap=2",
+        "modbus-tcp://plc?gap=0",
         "modbus-tcp://plc?unit=300",
         "modbus-tcp://plc?slave=1",
         "modbus-tcp://:502",

@@ -3,12 +3,15 @@
 ::
 
     modbus-tcp://host:port?unit=1                      (port defaults to 502)
-    modbus-rtu:///dev/ttyUSB0?unit=1&baudrate=19200&parity=N&stopbits=1&bytesize=8&settle=2.5
+    modbus-rtu:///dev/ttyUSB0?unit=1&baudrate=19200&parity=N&stopbits=1&bytesize=8&settle=2.5&gap=0.002
 
 ``unit`` (the Modbus unit id) defaults to 1. ``settle`` (RTU only, seconds) is
 how long the bus must stay silent after this unit's reply went missing before
 anyone sends again; it never goes below the request timeout, its default (see
-:mod:`flexctl.transports.modbus_rtu`).
+:mod:`flexctl.transports.modbus_rtu`). ``gap`` (RTU only, seconds) is the silent
+interval before each frame; by default Modbus RTU's t3.5 for the line settings.
+A twin on a pty gives ``gap=0``: a pty carries whole writes and has no line
+timing, and the twin's framer finds frame ends by length and CRC.
 """
 
 from __future__ import annotations
@@ -31,10 +34,17 @@ class SerialSettings:
     bytesize: int = 8
     parity: str = "N"
     stopbits: int = 1
+    gap: float | None = None  # None: t3.5 from the line settings
 
     @property
     def frame_gap(self) -> float:
-        """Modbus RTU's silent interval t3.5 (seconds): 3.5 character times, >= 1.75 ms."""
+        """The silent interval before a frame (seconds): ``gap`` if given, else t3.5.
+
+        t3.5 is 3.5 character times, and 1.75 ms at least (the Modbus spec's fixed
+        value above 19200 baud).
+        """
+        if self.gap is not None:
+            return self.gap
         bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
         return max(3.5 * bits / self.baudrate, 0.00175)
 
@@ -49,6 +59,8 @@ class RtuEndpoint(NamedTuple):
 
 #: Longest settle window an endpoint may ask for (seconds).
 MAX_SETTLE = 3600.0
+#: Longest inter-frame gap an endpoint may ask for (seconds).
+MAX_GAP = 1.0
 
 
 def _query(endpoint: str, allowed: Mapping[str, tuple[str, ...] | None]) -> dict[str, str]:
@@ -87,18 +99,22 @@ def _int_param(
     return value
 
 
-def _settle_param(endpoint: str, query: Mapping[str, str]) -> float | None:
-    text = query.get("settle")
+def _seconds_param(
+    endpoint: str, query: Mapping[str, str], key: str, *, high: float, zero: bool
+) -> float | None:
+    """An optional seconds parameter in (0, high], or [0, high] when ``zero`` is allowed."""
+    text = query.get(key)
     if text is None:
         return None
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 < value <= MAX_SETTLE:  # NaN fails too
+    if not (value >= 0 if zero else value > 0) or not value <= high:  # NaN fails too
+        low = "[0" if zero else "(0"
         raise ConfigurationError(
             Where(endpoint),
-            f"endpoint parameter settle must be seconds in (0, {MAX_SETTLE:g}], got {text!r}",
+            f"endpoint parameter {key} must be seconds in {low}, {high:g}], got {text!r}",
         )
     return value
 
@@ -128,6 +144,7 @@ def parse_rtu_endpoint(endpoint: str) -> RtuEndpoint:
             "stopbits": ("1", "2"),
             "bytesize": ("7", "8"),
             "settle": None,
+            "gap": None,
         },
     )
     if split.netloc or not split.path:
@@ -140,7 +157,9 @@ def parse_rtu_endpoint(endpoint: str) -> RtuEndpoint:
         bytesize=int(query.get("bytesize", "8")),
         parity=query.get("parity", "N"),
         stopbits=int(query.get("stopbits", "1")),
+        gap=_seconds_param(endpoint, query, "gap", high=MAX_GAP, zero=True),
     )
     # unit 0 is broadcast on a serial bus: nobody answers it
     unit = _int_param(endpoint, query, "unit", 1, low=1, high=247)
-    return RtuEndpoint(settings, unit, _settle_param(endpoint, query))
+    settle = _seconds_param(endpoint, query, "settle", high=MAX_SETTLE, zero=False)
+    return RtuEndpoint(settings, unit, settle)
