@@ -627,7 +627,9 @@ async def test_an_interlocking_alarm_holds_and_others_are_journaled(rig: Rig) ->
 
 
 async def test_a_device_that_stops_answering_holds_by_itself(rig: Rig) -> None:
-    executor = rig.make(make_procedure(LONG), monitor_period=MIN, link_wait=30 * MIN)
+    executor = rig.make(
+        make_procedure(LONG), monitor_period=MIN, idle_period=MIN, link_wait=30 * MIN
+    )
     heater = rig.devices["heater"].memory
     run = start(executor)
     await rig.clock.sleep_until(20 * MIN + 30)
@@ -646,8 +648,33 @@ async def test_a_device_that_stops_answering_holds_by_itself(rig: Rig) -> None:
     assert rig.step_ends() == [("soak", "interrupted"), ("soak", "done"), ("dose", "done")]
 
 
+async def test_devices_the_unit_procedure_does_not_use_are_checked_every_idle_period(
+    rig: Rig,
+) -> None:
+    # LONG uses the tank only: the tank is checked every minute, the heater
+    # (holding nothing) every idle period.
+    executor = rig.make(make_procedure(LONG), monitor_period=MIN, idle_period=10 * MIN)
+    tank, heater = rig.devices["tank"].memory, rig.devices["heater"].memory
+    run = start(executor)
+    await rig.clock.sleep_until(30 * MIN + 30)
+    assert (tank.reads, heater.reads) == (31, 4)  # at 0, 1, ... 30 min; at 0, 10, 20, 30 min
+    heater.down = True
+    assert await executor.wait_for(S.Held) is S.Held
+    assert rig.clock.now() == 40 * MIN  # the heater's next check
+    heater.down = False
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+def test_the_idle_period_is_no_shorter_than_the_monitor_period(rig: Rig) -> None:
+    with pytest.raises(ValueError, match="idle_period"):
+        rig.make(make_procedure(LONG), monitor_period=MIN, idle_period=MIN / 2)
+
+
 async def test_a_device_still_down_at_restart_holds_again(rig: Rig) -> None:
-    executor = rig.make(make_procedure(LONG), monitor_period=MIN, link_wait=10 * MIN)
+    executor = rig.make(
+        make_procedure(LONG), monitor_period=MIN, idle_period=MIN, link_wait=10 * MIN
+    )
     heater = rig.devices["heater"].memory
     run = start(executor)
     await rig.clock.sleep_until(5 * MIN + 30)
@@ -911,12 +938,12 @@ async def test_an_unexpected_driver_error_in_the_monitor_holds(rig: Rig) -> None
     tank = rig.devices["tank"]
     boom = [RuntimeError("driver bug: unexpected reply")]
 
-    async def status() -> Any:
-        if boom:
+    async def read(signals: Sequence[str]) -> dict[str, Value]:
+        if boom and "status" in signals:  # the monitor's check
             raise boom.pop()
-        return await FakeDevice.status(tank)
+        return await FakeDevice.read(tank, signals)
 
-    tank.status = status  # type: ignore[method-assign]
+    tank.read = read  # type: ignore[method-assign]
     executor = rig.make(make_procedure(LONG), monitor_period=MIN)
     run = start(executor)
     assert await executor.wait_for(S.Held) is S.Held
@@ -1062,10 +1089,10 @@ async def test_an_unexpected_error_in_the_restart_check_holds_again(rig: Rig) ->
     await executor.wait_for(S.Held)
     tank = rig.devices["tank"]
 
-    async def status() -> Any:
+    def as_status(value: Value) -> Any:
         raise ValueError("unexpected status word 0x7fff")
 
-    tank.status = status  # type: ignore[method-assign]
+    tank.as_status = as_status  # type: ignore[method-assign]
     executor.command(C.Restart, actor="alice")
     await executor.wait_for(S.Restarting)
     assert await executor.wait_for(S.Held) is S.Held

@@ -16,8 +16,10 @@ value, and a prompt whose entry the procedure compares with a parameter or an
 earlier entry is answered with that value (the simulated bag carries the
 batch's chain-of-identity label; both people read the same vial).
 
-An interlock monitor polls every device each ``--monitor-period`` of process
-time (default 1 min); a lost device holds the batch. Headless, nobody can
+An interlock monitor checks the devices the running unit procedure uses each
+``--monitor-period`` of process time (default 1 min), and the idle others every
+15 periods; a lost device, a device alarm or a value out of its band (the
+interlocks the procedure arms) holds the batch. Headless, nobody can
 restart a held batch: it is stopped (devices stay in their hold state) and
 the run fails. Ctrl-C (or SIGTERM) aborts the batch safely, every device to
 its abort state; a second one stops at once.
@@ -146,8 +148,8 @@ def add_parser(commands: Any) -> None:
         type=_period,
         default=_period(DEFAULT_MONITOR),
         metavar="DURATION",
-        help=f"process time between two polls of every device by the interlock monitor "
-        f"(default {DEFAULT_MONITOR})",
+        help=f"process time between two checks of a device in use by the interlock monitor "
+        f"(default {DEFAULT_MONITOR}; idle devices every 15 periods)",
     )
     parser.set_defaults(handler=run)
 

@@ -276,13 +276,20 @@ class ParameterType(StrEnum):
 
 @dataclass(frozen=True)
 class Entry:
-    """What a person enters at a prompt."""
+    """What a person enters at a prompt.
+
+    ``suggest`` is the value the batch expects (a literal or an expression over
+    parameters, step results and device signals, evaluated when the prompt is
+    asked): a console shows it, and the simulation user enters it. A person may
+    still enter another value within the entry's pattern or limits.
+    """
 
     type: EntryType
     where: Where
     pattern: str | None = None
     limits: tuple[float, float] | None = None
     unit: str | None = None
+    suggest: Argument | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -366,12 +373,44 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class BandInterlock:
+    """``device.signal`` must stay within [low, high] while armed (either bound may be open).
+
+    Out of the band for longer than ``delay`` (process seconds), the batch holds.
+    """
+
+    name: str
+    target: Target
+    low: float | None
+    high: float | None
+    delay: Duration | None
+    where: Where
+
+
+@dataclass(frozen=True)
+class AlarmInterlock:
+    """While armed, any of the device's alarms ``codes`` (any alarm at all if empty) holds."""
+
+    name: str
+    device: str
+    codes: tuple[str, ...]
+    where: Where
+    device_where: Where
+
+
+InterlockSpec: TypeAlias = BandInterlock | AlarmInterlock
+"""An interlock as written: armed for the whole batch (the procedure's ``interlocks:``)
+or while its unit procedure runs (the unit procedure's)."""
+
+
+@dataclass(frozen=True)
 class UnitProcedure:
     name: str
     steps: tuple[Step, ...]
     rules: tuple[Rule, ...]
     where: Where
     description: str = ""
+    interlocks: tuple[InterlockSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -405,6 +444,7 @@ class Procedure:
     description: str = ""
     line: str | None = None
     line_where: Where | None = None
+    interlocks: tuple[InterlockSpec, ...] = ()
 
     @property
     def file(self) -> str:

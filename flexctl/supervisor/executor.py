@@ -74,7 +74,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
-from drivers.base import Driver, SafeAction
+from drivers.base import DeviceStatus, Driver, SafeAction
 from flexctl.clock import Clock
 from flexctl.errors import (
     CommunicationTimeout,
@@ -86,9 +86,11 @@ from flexctl.errors import (
 from flexctl.procedure.loader import check_parameter_value
 from flexctl.procedure.model import (
     Argument,
+    BandInterlock,
     Call,
     CommandStep,
     Expr,
+    InterlockSpec,
     Literal,
     OnTimeout,
     Procedure,
@@ -293,7 +295,36 @@ class _Unknown:
 @dataclass
 class _BandWatch:
     interlock: Interlock
+    scope: str | None = None  # the unit procedure it is armed in; None: the whole batch
     out_since: float | None = None
+
+
+@dataclass(frozen=True)
+class _AlarmWatch:
+    interlock: AlarmInterlock
+    scope: str | None = None
+
+
+def _armed_from(procedure: Procedure) -> tuple[list[_BandWatch], list[_AlarmWatch]]:
+    """The procedure's interlocks, each with the unit procedure that arms it."""
+    bands: list[_BandWatch] = []
+    alarms: list[_AlarmWatch] = []
+    scoped: list[tuple[str | None, InterlockSpec]] = [(None, i) for i in procedure.interlocks]
+    for unit in procedure.unit_procedures:
+        scoped += [(unit.name, i) for i in unit.interlocks]
+    for scope, spec in scoped:
+        if isinstance(spec, BandInterlock):
+            band = Interlock(
+                signal=str(spec.target),
+                low=spec.low,
+                high=spec.high,
+                delay=spec.delay.seconds if spec.delay is not None else 0.0,
+                name=spec.name,
+            )
+            bands.append(_BandWatch(band, scope))
+        else:
+            alarms.append(_AlarmWatch(AlarmInterlock(spec.device, frozenset(spec.codes)), scope))
+    return bands, alarms
 
 
 class Executor:
@@ -323,11 +354,16 @@ class Executor:
         prompter: Prompter | None = None,
         interlocks: Sequence[Interlock | AlarmInterlock] = (),
         monitor_period: float = 60.0,
+        idle_period: float | None = None,
         link_wait: float = 120.0,
         prompt_attempts: int = 3,
     ) -> None:
-        if not monitor_period > 0 or not link_wait >= 0 or prompt_attempts < 1:
-            raise ValueError("monitor_period > 0, link_wait >= 0 and prompt_attempts >= 1")
+        if idle_period is None:
+            idle_period = 15 * monitor_period
+        if not 0 < monitor_period <= idle_period or not link_wait >= 0 or prompt_attempts < 1:
+            raise ValueError(
+                "0 < monitor_period <= idle_period, link_wait >= 0 and prompt_attempts >= 1"
+            )
         self.batch = batch
         self.procedure = batch.procedure
         self.machine = batch.machine
@@ -335,15 +371,26 @@ class Executor:
         self.clock = clock
         self.journal = journal
         self.prompter = prompter
-        self.bands = [i for i in interlocks if isinstance(i, Interlock)]
-        self.alarm_interlocks = [i for i in interlocks if isinstance(i, AlarmInterlock)]
+        bands, alarms = _armed_from(self.procedure)
+        self._watches = [_BandWatch(i) for i in interlocks if isinstance(i, Interlock)] + bands
+        self._alarm_watches = [
+            _AlarmWatch(i) for i in interlocks if isinstance(i, AlarmInterlock)
+        ] + alarms
         self.monitor_period = float(monitor_period)
+        self.idle_period = float(idle_period)
         self.link_wait = float(link_wait)
         self.prompt_attempts = prompt_attempts
         self.results: dict[str, dict[str, Value]] = {}
         self._log = log.bind(batch=batch.batch_id)
         self._check_devices()
-        self._watches = [_BandWatch(i) for i in self.bands]
+        # Devices a unit procedure uses are checked every monitor_period while it
+        # runs; the others (idle, holding no product) every idle_period.
+        self._batch_devices = frozenset(d for _, d in self._devices_named(()))
+        self._unit_devices = {
+            u.name: frozenset(d for _, d in self._devices_named((u,)))
+            for u in self.procedure.unit_procedures
+        }
+        self._polled_at: dict[str, float] = {}  # process time of each device's last check
         self._alarms: dict[str, tuple[str, ...]] = {}
         self._tripped: set[str] = set()
         self._attempts: dict[str, int] = {}
@@ -382,40 +429,55 @@ class Executor:
                         step.where, f"step {step.id} asks a person, but no prompter was given"
                     )
 
-    def _devices_named(self) -> list[tuple[Where, str]]:
+    def _devices_named(
+        self, units: Sequence[UnitProcedure] | None = None
+    ) -> list[tuple[Where, str]]:
+        """Each device named by ``units`` (default: all) and the batch-wide interlocks."""
         step_ids = {s.id for s in self.procedure.steps()}
         found: list[tuple[Where, str]] = []
 
-        def names(expr: Expr) -> None:
-            for name in sorted(expr.names):
+        def names(value: object) -> None:
+            if not isinstance(value, Expr):
+                return
+            for name in sorted(value.names):
                 head, dot, _ = name.partition(".")
                 if dot and head not in step_ids:
-                    found.append((expr.where, head))
+                    found.append((value.where, head))
 
         def call(c: Call) -> None:
             found.append((c.target.device_where, c.target.device))
             for arg in c.args.values():
-                if isinstance(arg.value, Expr):
-                    names(arg.value)
+                names(arg.value)
 
-        for step in self.procedure.steps():
-            if isinstance(step, CommandStep):
-                call(step.call)
-            elif isinstance(step, SetStep):
-                found.append((step.target.device_where, step.target.device))
-                if isinstance(step.value.value, Expr):
+        def interlock(spec: InterlockSpec) -> None:
+            if isinstance(spec, BandInterlock):
+                found.append((spec.target.device_where, spec.target.device))
+            else:
+                found.append((spec.device_where, spec.device))
+
+        for unit in self.procedure.unit_procedures if units is None else units:
+            for step in unit.steps:
+                if isinstance(step, CommandStep):
+                    call(step.call)
+                elif isinstance(step, SetStep):
+                    found.append((step.target.device_where, step.target.device))
                     names(step.value.value)
-            elif isinstance(step, WaitUntilStep):
-                names(step.condition)
-            elif isinstance(step, RecordStep):
-                names(step.expression)
-        for rule in self.procedure.rules():
-            call(rule.call)
-            if rule.when is not None:
+                elif isinstance(step, WaitUntilStep):
+                    names(step.condition)
+                elif isinstance(step, RecordStep):
+                    names(step.expression)
+                elif isinstance(step, PromptStep) and step.entry and step.entry.suggest:
+                    names(step.entry.suggest.value)
+            for rule in unit.rules:
+                call(rule.call)
                 names(rule.when)
+            for spec in unit.interlocks:
+                interlock(spec)
+        for spec in self.procedure.interlocks:
+            interlock(spec)
         where = Where("interlocks")
-        found += [(where, i.device) for i in self.bands]
-        found += [(where, i.device) for i in self.alarm_interlocks]
+        found += [(where, w.interlock.device) for w in self._watches if w.scope is None]
+        found += [(where, w.interlock.device) for w in self._alarm_watches if w.scope is None]
         return found
 
     # -- the state and person commands ------------------------------------------------
@@ -645,6 +707,7 @@ class Executor:
     async def _run_unit(self, unit: UnitProcedure) -> bool:
         """Run one unit procedure's steps; False when the batch ended meanwhile."""
         self._unit = unit
+        self._arming(unit, "armed")
         index = 0
         while index < len(unit.steps):
             if not await self._settle(unit):
@@ -652,7 +715,23 @@ class Executor:
             if await self._run_step(unit, unit.steps[index]):
                 index += 1
         await self._stop_rules(f"unit procedure {unit.name} ended")
+        self._arming(unit, "disarmed")
+        self._unit = None
         return True
+
+    def _arming(self, unit: UnitProcedure, event: str) -> None:
+        """Journal that ``unit``'s interlocks are armed or disarmed; a new arming starts afresh."""
+        if not unit.interlocks:
+            return
+        for watch in self._watches:
+            if watch.scope == unit.name:
+                watch.out_since = None
+        self._write(
+            EntryKind.INTERLOCK,
+            unit_procedure=unit.name,
+            event=event,
+            interlocks=[spec.name for spec in unit.interlocks],
+        )
 
     async def _settle(self, unit: UnitProcedure | None) -> bool:
         """Carry out transient states until Running (True) or a final state (False)."""
@@ -898,8 +977,8 @@ class Executor:
 
     async def _prompt(self, step: PromptStep, unit: str, worker: _Worker) -> dict[str, Value]:
         assert self.prompter is not None  # checked at construction
-        request = PromptRequest(self.batch.batch_id, unit, step.id, step.text)
         entry_spec: dict[str, object] | None = None
+        suggested: Value | None = None
         if step.entry is not None:
             entry_spec = {
                 "type": step.entry.type.value,
@@ -907,6 +986,14 @@ class Executor:
                 "limits": step.entry.limits,
                 "unit": step.entry.unit,
             }
+            if step.entry.suggest is not None:
+                suggested = await self._value(step.entry.suggest)
+                unfit = check_answer(step.entry, suggested)
+                entry_spec["suggested"] = suggested
+                if unfit is not None:  # the person enters a value unaided; say why
+                    entry_spec["suggestion_unfit"] = unfit
+                    suggested = None
+        request = PromptRequest(self.batch.batch_id, unit, step.id, step.text, suggested)
         self._write(
             EntryKind.PROMPT,
             unit_procedure=unit,
@@ -1224,15 +1311,9 @@ class Executor:
                             f"device {name} still not answering after {self.link_wait:g} s",
                         )
                         return False
-                watches = [w for w in self._watches if w.interlock.device == name]
+                watches = self._watches_of(name)
                 try:
-                    status = await driver.status()
-                    alarms = await self._read_alarms(name, driver)
-                    values: Mapping[str, Value] = {}
-                    if watches:
-                        values = await driver.read(
-                            sorted({w.interlock.signal_name for w in watches})
-                        )
+                    status, alarms, values = await self._read_checks(driver, watches)
                 except LOST as exc:
                     self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
                     return False
@@ -1312,48 +1393,63 @@ class Executor:
         )
 
     async def _poll_devices(self, worker: _Worker) -> None:
-        for name, driver in self.drivers.items():
-            worker.checkpoint()
-            if self.machine.state not in MONITORED:
-                return
-            watches = [w for w in self._watches if w.interlock.device == name]
-            try:
-                if watches:
-                    signals = sorted({w.interlock.signal_name for w in watches})
-                    values = await driver.read(signals)
-                else:
-                    await driver.status()  # a heartbeat: the device answers
-                    values = {}
-                alarms = await self._read_alarms(name, driver)
-            except LOST as exc:
-                self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
-                continue
-            except FlexctlError as exc:
-                self._write(
-                    EntryKind.DEVIATION,
-                    device=name,
-                    deviation="monitor read failed",
-                    error=str(exc),
-                    error_type=type(exc).__name__,
-                )
-                continue
-            except Exception as exc:  # a driver bug: the device state is unknown, fail safe
-                self._log.error("monitor_read_error", device=name, exc_info=exc)
-                message = f"monitor: device {name} read failed: {type(exc).__name__}: {exc}"
-                self._system_command(C.Hold, message)
-                self._write(
-                    EntryKind.DEVIATION,
-                    device=name,
-                    deviation="monitor read failed",
-                    error=str(exc),
-                    error_type=type(exc).__name__,
-                    message=message,
-                )
-                continue
-            now = self.clock.now()
-            for watch in watches:
-                self._check_band(watch, values[watch.interlock.signal_name], now)
-            self._check_alarms(name, alarms)
+        worker.checkpoint()
+        now = self.clock.now()
+        busy = self._batch_devices | self._unit_devices.get(
+            self._unit.name if self._unit else "", frozenset()
+        )
+        due = [
+            (name, driver)
+            for name, driver in self.drivers.items()
+            if name in busy or now - self._polled_at.get(name, -math.inf) >= self.idle_period
+        ]
+        for name, _ in due:
+            self._polled_at[name] = now
+        # Every device at once: one slow link (an RS-485 bus) does not delay the
+        # others' checks, and a poll costs the slowest device, not their sum.
+        await asyncio.gather(*(self._poll_device(name, driver) for name, driver in due))
+        worker.checkpoint()
+
+    async def _poll_device(self, name: str, driver: Driver) -> None:
+        """One device's check: status (the heartbeat), alarms and band signals, in one read.
+
+        Never raises but for cancellation: every failure is an interlock, a
+        deviation or (a driver bug) a hold, so one device cannot stop the others' checks.
+        """
+        if self.machine.state not in MONITORED:
+            return
+        watches = self._watches_of(name)
+        try:
+            _, alarms, values = await self._read_checks(driver, watches)
+        except LOST as exc:
+            self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
+            return
+        except FlexctlError as exc:
+            self._write(
+                EntryKind.DEVIATION,
+                device=name,
+                deviation="monitor read failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            return
+        except Exception as exc:  # a driver bug: the device state is unknown, fail safe
+            self._log.error("monitor_read_error", device=name, exc_info=exc)
+            message = f"monitor: device {name} read failed: {type(exc).__name__}: {exc}"
+            self._system_command(C.Hold, message)
+            self._write(
+                EntryKind.DEVIATION,
+                device=name,
+                deviation="monitor read failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+                message=message,
+            )
+            return
+        now = self.clock.now()
+        for watch in watches:
+            self._check_band(watch, values[watch.interlock.signal_name], now)
+        self._check_alarms(name, alarms)
 
     def _check_band(self, watch: _BandWatch, value: Value, now: float) -> None:
         interlock = watch.interlock
@@ -1389,10 +1485,22 @@ class Executor:
                 value=value,
             )
 
-    async def _read_alarms(self, name: str, driver: Driver) -> tuple[str, ...]:
-        if not _has_signal(driver, "alarm"):
-            return ()
-        return parse_alarms(await driver.alarm())
+    def _armed(self, scope: str | None) -> bool:
+        return scope is None or (self._unit is not None and self._unit.name == scope)
+
+    def _watches_of(self, device: str) -> list[_BandWatch]:
+        """The armed band interlocks on ``device``."""
+        return [w for w in self._watches if w.interlock.device == device and self._armed(w.scope)]
+
+    async def _read_checks(
+        self, driver: Driver, watches: Sequence[_BandWatch]
+    ) -> tuple[DeviceStatus, tuple[str, ...], dict[str, Value]]:
+        """A device's status, active alarms and band signals, in one read."""
+        alarm = ["alarm"] if _has_signal(driver, "alarm") else []
+        bands = sorted({w.interlock.signal_name for w in watches})
+        values = await driver.read(["status", *alarm, *bands])
+        status = driver.as_status(values["status"])  # one the driver cannot read fails here
+        return status, parse_alarms(values["alarm"]) if alarm else (), values
 
     def _check_alarms(self, name: str, alarms: tuple[str, ...]) -> bool:
         """Journal alarm changes; trip interlocking alarms. True if one tripped."""
@@ -1407,8 +1515,9 @@ class Executor:
                 cleared=[a for a in before if a not in alarms],
             )
         tripped = False
-        for interlock in self.alarm_interlocks:
-            if interlock.device != name:
+        for watch in self._alarm_watches:
+            interlock = watch.interlock
+            if interlock.device != name or not self._armed(watch.scope):
                 continue
             for alarm in interlock.tripping(alarms):
                 self._trip(f"alarm:{name}:{alarm}", name, f"device {name} alarm {alarm}")

@@ -47,12 +47,18 @@ SIM_SIGNER: Final = Signer(SIM_USER, SIM_USER, simulated=True)
 
 @dataclass(frozen=True)
 class PromptRequest:
-    """What a person is asked, and where in the batch."""
+    """What a person is asked, and where in the batch.
+
+    ``suggested`` is the entry's suggestion as evaluated now (None when the
+    entry has none, or it did not fit the entry): what the batch expects the
+    person to enter, shown to them; they may enter another fitting value.
+    """
 
     batch: str
     unit_procedure: str
     step: str
     text: str
+    suggested: Value | None = None
 
 
 @runtime_checkable
@@ -131,6 +137,7 @@ class AutoSigner:
     """The simulation user: answers every prompt at once, signing as :data:`SIM_USER`.
 
     ``answers`` maps a step id to the value to enter there; other prompts get
+    the prompt's suggestion if it has one (the value the batch computed), else
     :func:`default_answer`. ``asked`` lists the step ids asked, in order.
     """
 
@@ -145,6 +152,8 @@ class AutoSigner:
         self.asked.append(prompt.step)
         if prompt.step in self.answers:
             return self.answers[prompt.step], SIM_SIGNER
+        if entry is not None and prompt.suggested is not None:
+            return prompt.suggested, SIM_SIGNER
         return default_answer(entry, prompt.step), SIM_SIGNER
 
 
