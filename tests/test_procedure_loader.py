@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flexctl.errors import ConfigurationError, Where
 from flexctl.procedure.loader import _Reader, load_procedure, parse_procedure, read_procedure
 from flexctl.procedure.model import (
+    AlarmInterlock,
+    BandInterlock,
     CommandStep,
     EntryType,
     Expr,
     Meaning,
     OnTimeout,
     ParameterType,
+    Procedure,
     ProcedureError,
     PromptStep,
     RecordStep,
@@ -235,3 +241,167 @@ def test_a_malformed_step_is_remembered_as_skipped() -> None:
     assert loaded.procedure is not None
     assert [s.id for s in loaded.procedure.steps()] == ["b"]
     assert set(loaded.skipped) == {"a"}
+
+
+# -- interlocks and suggestions ---------------------------------------------------------------
+
+INTERLOCKS = (
+    'procedure: p\nversion: "1"\n'
+    "interlocks:\n"
+    "  - {name: culture_temperature, band: bioreactor.temperature, low: 35.5, high: 38.5,"
+    " delay: 30 min}\n"  # line 4
+    "  - {name: do_floor, band: bioreactor.do, low: 10, delay: 1 h}\n"  # line 5
+    "  - {name: bioreactor_alarms, alarm: bioreactor, codes: [DO_CRITICAL, OVERFILL]}\n"
+    "  - {name: freezer_door, alarm: freezer}\n"  # line 7
+    "unit_procedures:\n  - name: u\n"
+    "    interlocks:\n"
+    "      - name: ph\n        band: bioreactor.ph\n        high: 7.6\n"  # lines 11-13
+    "    steps:\n      - {id: w, wait: 1 min}\n"
+)
+
+
+def test_interlocks_load_into_the_model_with_their_places() -> None:
+    procedure, problems = _load(INTERLOCKS)
+    assert problems == ()
+    assert isinstance(procedure, Procedure)
+    temperature, do_floor, alarms, door = procedure.interlocks
+    assert isinstance(temperature, BandInterlock)
+    assert (temperature.name, str(temperature.target)) == (
+        "culture_temperature",
+        "bioreactor.temperature",
+    )
+    assert (temperature.low, temperature.high) == (35.5, 38.5)
+    assert temperature.delay is not None
+    assert (temperature.delay.text, temperature.delay.seconds) == ("30 min", 1800)
+    assert temperature.where == Where("p.yaml", 4, 5)
+    assert temperature.name_where == Where("p.yaml", 4, 12)
+    assert temperature.target.device_where == Where("p.yaml", 4, 39)
+    assert temperature.target.member_where == Where("p.yaml", 4, 50)
+    assert isinstance(do_floor, BandInterlock)
+    assert (do_floor.low, do_floor.high, do_floor.delay is not None) == (10.0, None, True)
+    assert isinstance(do_floor.low, float)  # an int in the file is a float in the model
+    assert isinstance(alarms, AlarmInterlock)
+    assert (alarms.device, alarms.codes) == ("bioreactor", ("DO_CRITICAL", "OVERFILL"))
+    assert alarms.device_where == Where("p.yaml", 6, 38)
+    assert isinstance(door, AlarmInterlock)
+    assert (door.name, door.device, door.codes) == ("freezer_door", "freezer", ())
+    (ph,) = procedure.unit_procedures[0].interlocks
+    assert isinstance(ph, BandInterlock)
+    assert (ph.low, ph.high, ph.delay) == (None, 7.6, None)  # no delay: trip at once
+    assert (ph.where, ph.name_where) == (Where("p.yaml", 11, 9), Where("p.yaml", 11, 15))
+    assert ph.target.member_where == Where("p.yaml", 12, 26)
+
+
+def test_no_interlocks_and_an_empty_list_are_the_same() -> None:
+    procedure, problems = _load(HEAD + "      - {id: w, wait: 1 min}\n")
+    assert problems == ()
+    assert isinstance(procedure, Procedure)
+    assert procedure.interlocks == ()
+    assert procedure.unit_procedures[0].interlocks == ()
+    procedure, problems = _load(
+        'procedure: p\nversion: "1"\ninterlocks: []\nunit_procedures:\n  - name: u\n'
+        "    interlocks:\n    steps:\n      - {id: w, wait: 1 min}\n"
+    )
+    assert problems == ()
+    assert isinstance(procedure, Procedure)
+    assert (procedure.interlocks, procedure.unit_procedures[0].interlocks) == ((), ())
+
+
+def test_a_suggestion_is_a_value_like_a_command_argument() -> None:
+    procedure, problems = _load(
+        HEAD + "      - {id: a, prompt: Count, role: qa, entry: {type: int, suggest: 3}}\n"
+        "      - id: b\n        prompt: Add it\n        role: operator\n"
+        "        entry: {type: float, limits: [0.1, 200], suggest: '=a.value * 2'}\n"  # line 10
+        "      - {id: c, prompt: Scan, role: qa, entry: {suggest: LOT-1}}\n"
+        "      - {id: d, prompt: Scan, role: qa, entry: {type: text}}\n"
+    )
+    assert problems == ()
+    assert isinstance(procedure, Procedure)
+    suggestions = {}
+    for step in procedure.steps():
+        assert isinstance(step, PromptStep) and step.entry is not None
+        suggestions[step.id] = step.entry.suggest
+    a, b, c, d = (suggestions[k] for k in "abcd")
+    assert a is not None and (a.name, a.value) == ("suggest", 3)
+    assert b is not None and isinstance(b.value, Expr)
+    assert b.value.text == "a.value * 2"
+    assert b.value.names == frozenset({"a.value"})
+    assert b.where == Where("p.yaml", 10, 59)
+    assert b.value.where == Where("p.yaml", 10, 61)  # after the quote and the =
+    assert b.key_where == Where("p.yaml", 10, 50)
+    assert c is not None and c.value == "LOT-1"
+    assert d is None
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.tuples(finite, finite).map(sorted),
+    open_side=st.sampled_from(["", "low", "high"]),
+    delay=st.one_of(st.none(), st.integers(0, 10**6)),
+)
+def test_any_finite_band_with_low_at_most_high_loads_and_keeps_its_numbers(
+    bounds: list[float], open_side: str, delay: int | None
+) -> None:
+    low, high = bounds
+    spec: dict[str, object] = {"name": "band", "band": "bioreactor.temperature"}
+    if open_side != "low":
+        spec["low"] = low
+    if open_side != "high":
+        spec["high"] = high
+    if delay is not None:
+        spec["delay"] = f"{delay} s"
+    text = yaml.safe_dump(
+        {
+            "procedure": "p",
+            "version": "1",
+            "interlocks": [spec],
+            "unit_procedures": [{"name": "u", "steps": [{"id": "w", "wait": "1 min"}]}],
+        }
+    )
+    procedure, problems = _load(text)
+    assert problems == ()
+    assert isinstance(procedure, Procedure)
+    (band,) = procedure.interlocks
+    assert isinstance(band, BandInterlock)
+    assert band.low == (None if open_side == "low" else low)
+    assert band.high == (None if open_side == "high" else high)
+    assert (band.delay.seconds if band.delay else None) == delay
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.tuples(finite, finite).filter(lambda b: b[0] > b[1]))
+def test_a_band_with_low_above_high_is_refused_at_low(bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    text = (
+        'procedure: p\nversion: "1"\ninterlocks:\n'
+        f"  - {{name: b, band: bioreactor.do, low: {low!r}, high: {high!r}}}\n"
+        "unit_procedures:\n  - name: u\n    steps:\n      - {id: w, wait: 1 min}\n"
+    )
+    procedure, problems = _load(text)
+    (problem,) = problems
+    assert problem.where == Where("p.yaml", 4, 41)
+    assert problem.message == f"interlock b: low {low:g} is above high {high:g}"
+    assert isinstance(procedure, Procedure)
+    assert procedure.interlocks == ()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.from_regex(r"[A-Z][A-Z0-9_]{0,15}", fullmatch=True), max_size=5))
+def test_alarm_codes_are_kept_as_written(codes: list[str]) -> None:
+    text = yaml.safe_dump(
+        {
+            "procedure": "p",
+            "version": "1",
+            "interlocks": [{"name": "a", "alarm": "freezer", "codes": codes}],
+            "unit_procedures": [{"name": "u", "steps": [{"id": "w", "wait": "1 min"}]}],
+        }
+    )
+    procedure, problems = _load(text)
+    assert problems == ()
+    assert isinstance(procedure, Procedure)
+    (alarm,) = procedure.interlocks
+    assert isinstance(alarm, AlarmInterlock)
+    assert alarm.codes == tuple(codes)

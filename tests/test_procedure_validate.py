@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.bioreactor import Bioreactor
+from drivers.thaw import ThawDevice
 from flexctl.errors import ConfigurationError, Where
 from flexctl.line import Line, shipped_line
 from flexctl.procedure.loader import parse_procedure
@@ -68,7 +69,7 @@ CASES = [
         "unknown top-level key",
         proc(WAIT, head=HEAD + "@@descripton: x\n"),
         "unknown key 'descripton', did you mean 'description'? (expected one of description, "
-        "line, parameters, procedure, unit_procedures, version)",
+        "interlocks, line, parameters, procedure, unit_procedures, version)",
     ),
     Case(
         "version as a number",
@@ -600,6 +601,332 @@ CASES = [
         proc(WAIT, parameters='  lot: {type: text, default: @@abc, pattern: "^[A-Z]+$"}\n'),
         "default: 'abc' does not match the pattern '^[A-Z]+$'",
     ),
+    # -- interlocks: the loader ------------------------------------------------------------------
+    Case(
+        "interlocks not a list",
+        proc(WAIT, head=HEAD + "interlocks: @@{name: a, alarm: thaw}\n"),
+        "interlocks: expected a list, got a mapping",
+    ),
+    Case(
+        "unit procedure interlocks not a list",
+        HEAD + "unit_procedures:\n  - name: u\n    interlocks: @@thaw\n    steps:\n" + WAIT,
+        "unit procedure u: interlocks: expected a list, got text 'thaw'",
+    ),
+    Case(
+        "interlock not a mapping",
+        proc(WAIT, head=HEAD + "interlocks:\n  - @@thaw\n"),
+        "interlock 1: expected a mapping, got text 'thaw'",
+    ),
+    Case(
+        "interlock without a name",
+        proc(WAIT, head=HEAD + "interlocks:\n  - @@{band: bioreactor.do, low: 10}\n"),
+        "interlock 1 (band): missing key 'name'",
+    ),
+    Case(
+        "interlock name that is not a name",
+        proc(
+            WAIT, head=HEAD + "interlocks:\n  - {name: @@do floor, band: bioreactor.do, low: 10}\n"
+        ),
+        "interlock do floor: name 'do floor': expected letters, digits and _",
+    ),
+    Case(
+        "interlock of no kind",
+        proc(WAIT, head=HEAD + "interlocks:\n  - @@{name: a, low: 10}\n"),
+        "interlock a: expected 'band: device.signal' (a value kept in a band) "
+        "or 'alarm: device' (the device's alarms)",
+    ),
+    Case(
+        "interlock of two kinds",
+        proc(
+            WAIT,
+            head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, @@alarm: bioreactor}\n",
+        ),
+        "interlock a: one of band or alarm per interlock, got both",
+    ),
+    Case(
+        "unknown band key with the band keys",
+        proc(
+            WAIT,
+            head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, low: 1, @@dealy: 1 h}\n",
+        ),
+        "interlock a (band): unknown key 'dealy', did you mean 'delay'? "
+        "(expected one of band, delay, high, low, name)",
+    ),
+    Case(
+        "unknown alarm key with the alarm keys",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: thaw, @@low: 1}\n"),
+        "interlock a (alarm): unknown key 'low' (expected one of alarm, codes, name)",
+    ),
+    Case(
+        "band that is not device.signal",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: @@temperature, low: 1}\n"),
+        "interlock a: band: expected device.signal, got text 'temperature'",
+    ),
+    Case(
+        "band without low or high",
+        proc(WAIT, head=HEAD + "interlocks:\n  - @@{name: a, band: bioreactor.do, delay: 1 h}\n"),
+        "interlock a: a band needs low, high or both",
+    ),
+    Case(
+        "band low that is not a number",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, low: @@ten}\n"),
+        "interlock a: low: expected a finite number, got text 'ten'",
+    ),
+    Case(
+        "band high that is not finite",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, high: @@.inf}\n"),
+        "interlock a: high: expected a finite number, got the number inf",
+    ),
+    Case(
+        "true is not a bound",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, low: @@true}\n"),
+        "interlock a: low: expected a finite number, got true",
+    ),
+    Case(
+        "band low above high",
+        proc(
+            WAIT,
+            head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, low: @@20, high: 10.5}\n",
+        ),
+        "interlock a: low 20 is above high 10.5",
+    ),
+    Case(
+        "band delay as a bare number",
+        proc(
+            WAIT,
+            head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.do, low: 10, delay: @@30}\n",
+        ),
+        "interlock a: delay: expected a duration such as '30 s', '5 min', '12 h' or '1 d 12 h', "
+        "got the number 30 (a bare number is refused: the unit is part of the meaning)",
+    ),
+    Case(
+        "band delay with an unknown unit",
+        proc(
+            WAIT,
+            head=HEAD
+            + "interlocks:\n  - {name: a, band: bioreactor.do, low: 10, delay: '3 @@moons'}\n",
+        ),
+        "interlock a: delay: unknown unit 'moons'",
+    ),
+    Case(
+        "alarm that is not a device name",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: @@[thaw]}\n"),
+        "interlock a: alarm: expected a device name, got a list",
+    ),
+    Case(
+        "alarm of a device.signal",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: @@thaw.alarm}\n"),
+        "interlock a: alarm: expected a device name, got text 'thaw.alarm'",
+    ),
+    Case(
+        "codes not a list",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: thaw, codes: @@OVERSHOOT}\n"),
+        "interlock a: codes: expected a list, got text 'OVERSHOOT'",
+    ),
+    Case(
+        "an empty code",
+        proc(
+            WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: thaw, codes: [OVERSHOOT, @@'']}\n"
+        ),
+        "interlock a: codes: expected an alarm code (text), got text ''",
+    ),
+    Case(
+        "a code that is a number",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: thaw, codes: [@@42]}\n"),
+        "interlock a: codes: expected an alarm code (text), got the number 42",
+    ),
+    # -- interlocks: names and the line ---------------------------------------------------------
+    Case(
+        "interlock names are unique across the procedure",
+        HEAD
+        + "interlocks:\n  - {name: a, alarm: thaw}\nunit_procedures:\n  - name: u\n"
+        + "    interlocks:\n      - {name: @@a, alarm: freezer}\n    steps:\n"
+        + WAIT,
+        "duplicate interlock name 'a' (first at line 5)",
+    ),
+    Case(
+        "interlock name that is a later step id",
+        proc(
+            "      - {id: @@w, wait: 1 min}\n",
+            head=HEAD + "interlocks:\n  - {name: w, alarm: thaw}\n",
+        ),
+        "duplicate id 'w' (first at line 5)",
+    ),
+    Case(
+        "interlock name that is an earlier step id",
+        HEAD
+        + "unit_procedures:\n  - name: u\n    steps:\n"
+        + WAIT
+        + "    interlocks:\n      - {name: @@w, alarm: thaw}\n",
+        "duplicate interlock name 'w' (first at line 7)",
+    ),
+    Case(
+        "interlock name that is a rule id",
+        proc(
+            WAIT,
+            rules="      - {id: r, every: 1 h, command: thaw.stop}\n",
+            head=HEAD + "interlocks:\n  - {name: r, alarm: thaw}\n",
+        ).replace("{id: r,", "{id: @@r,"),
+        "duplicate id 'r' (first at line 5)",
+    ),
+    Case(
+        "interlock name that is a device",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: @@freezer, alarm: freezer}\n"),
+        "interlock name 'freezer' is also a device of line sim; rename it",
+    ),
+    Case(
+        "interlock name that is a parameter",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: @@vol, alarm: thaw}\n", parameters=P_FLOAT),
+        "interlock name 'vol' is also a parameter; rename one",
+    ),
+    Case(
+        "band on an unknown device",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: @@pump.speed, low: 1}\n"),
+        "interlock a: unknown device 'pump' (line sim has bioreactor, freezer, processor, thaw)",
+    ),
+    Case(
+        "band on a misspelt device",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: @@bioreactr.do, low: 1}\n"),
+        "interlock a: unknown device 'bioreactr', did you mean 'bioreactor'?",
+    ),
+    Case(
+        "band on an unknown signal",
+        proc(
+            WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.@@dissolved, low: 1}\n"
+        ),
+        "interlock a: device bioreactor has no signal 'dissolved' in profile bioreactor.opcua",
+    ),
+    Case(
+        "band on a misspelt signal",
+        proc(
+            WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.@@temprature, low: 1}\n"
+        ),
+        "device bioreactor has no signal 'temprature', did you mean 'temperature'?",
+    ),
+    Case(
+        "band on an enum signal",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.@@status, low: 1}\n"),
+        "interlock a: signal status of bioreactor is not a number (one of idle, busy, warn, "
+        "error) in profile bioreactor.opcua; a band needs a number",
+    ),
+    Case(
+        "band on a bool signal",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: bioreactor.@@rocking, high: 0}\n"),
+        "signal rocking of bioreactor is not a number (bool)",
+    ),
+    Case(
+        "band on a text signal",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, band: thaw.@@alarm, high: 0}\n"),
+        "signal alarm of thaw is not a number (string) in profile thaw.serial",
+    ),
+    Case(
+        "band in a unit procedure",
+        HEAD
+        + "unit_procedures:\n  - name: u\n    interlocks:\n"
+        + "      - {name: a, band: @@stirrer.speed, high: 0}\n    steps:\n"
+        + WAIT,
+        "interlock a: unknown device 'stirrer'",
+    ),
+    Case(
+        "alarm of an unknown device",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: @@pump}\n"),
+        "interlock a: unknown device 'pump' (line sim has bioreactor, freezer, processor, thaw)",
+    ),
+    Case(
+        "alarm of a misspelt device",
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: @@freezr}\n"),
+        "interlock a: unknown device 'freezr', did you mean 'freezer'?",
+    ),
+    # -- suggest -----------------------------------------------------------------------------
+    Case(
+        "suggestion outside the limits",
+        proc(
+            "      - {id: a, prompt: Add, role: qa,"
+            " entry: {type: float, unit: mL, limits: [0.1, 200], suggest: @@500}}\n"
+        ),
+        "step a: entry: suggest: 500 mL is outside the limits [0.1, 200] mL",
+    ),
+    Case(
+        "text suggested for a number",
+        proc("      - {id: a, prompt: Add, role: qa, entry: {type: float, suggest: @@lots}}\n"),
+        "step a: entry: suggest: expected a finite number, got text 'lots'",
+    ),
+    Case(
+        "a fraction suggested for a whole number",
+        proc("      - {id: a, prompt: Count, role: qa, entry: {type: int, suggest: @@2.5}}\n"),
+        "entry: suggest: expected a whole number, got the number 2.5",
+    ),
+    Case(
+        "true suggested for a number",
+        proc("      - {id: a, prompt: Count, role: qa, entry: {type: int, suggest: @@true}}\n"),
+        "entry: suggest: expected a finite number, got true",
+    ),
+    Case(
+        "suggestion that does not match the pattern",
+        proc(
+            "      - {id: a, prompt: Scan, role: qa,"
+            " entry: {pattern: '^[A-Z]+$', suggest: @@abc}}\n"
+        ),
+        "entry: suggest: 'abc' does not match the pattern '^[A-Z]+$'",
+    ),
+    Case(
+        "number suggested for text",
+        proc("      - {id: a, prompt: Scan, role: qa, entry: {type: text, suggest: @@42}}\n"),
+        "entry: suggest: expected text, got the number 42",
+    ),
+    Case(
+        "suggested expression that gives a number for text",
+        proc("      - {id: a, prompt: Scan, role: qa, entry: {suggest: '=@@1 + 2'}}\n"),
+        "step a: entry: suggest: expected text, the expression gives number",
+    ),
+    Case(
+        "suggested condition for a number",
+        proc(
+            "      - {id: a, prompt: Add, role: qa,"
+            " entry: {type: float, suggest: '=@@bioreactor.do > 10'}}\n"
+        ),
+        "entry: suggest: expected a number, the expression gives boolean",
+    ),
+    Case(
+        "suggestion of no kind",
+        proc("      - {id: a, prompt: Add, role: qa, entry: {type: float, suggest: @@[1]}}\n"),
+        "entry: suggest: expected a number, true/false, text or an =expression, got a list",
+    ),
+    Case(
+        "suggested expression with a syntax error",
+        proc("      - {id: a, prompt: Add, role: qa, entry: {type: float, suggest: '=1 +@@'}}\n"),
+        "entry: suggest: unexpected end of expression",
+    ),
+    Case(
+        "suggested expression with an unknown name",
+        proc("      - {id: a, prompt: Add, role: qa, entry: {type: float, suggest: '=2 * @@x'}}\n"),
+        "step a: entry: suggest: unknown name 'x' (not a parameter; parameters: none)",
+    ),
+    Case(
+        "suggested expression with an unknown signal",
+        proc(
+            "      - {id: a, prompt: Add, role: qa,"
+            " entry: {type: float, suggest: '=@@bioreactor.vol'}}\n"
+        ),
+        "entry: suggest: device bioreactor has no signal 'vol'",
+    ),
+    Case(
+        "suggested expression naming a later step",
+        proc(
+            "      - {id: a, prompt: Add, role: qa, entry: {type: float, suggest: '=@@b.value'}}\n"
+            "      - {id: b, record: bioreactor.volume}\n"
+        ),
+        "entry: suggest: 'b.value': step b comes later (line 8); only earlier steps can be named",
+    ),
+    Case(
+        "suggested parameter outside the entry's limits",
+        proc(
+            "      - {id: a, prompt: Add, role: qa,"
+            " entry: {type: float, limits: [0.1, 50], suggest: @@'=vol'}}\n",
+            parameters=P_FLOAT,
+        ),
+        "step a: entry: suggest: 100 is outside the limits [0.1, 50] (parameter vol)",
+    ),
     # -- the line ----------------------------------------------------------------------------
     Case(
         "unknown line",
@@ -765,6 +1092,109 @@ def test_a_broken_line_is_a_problem_too(tmp_path: Path) -> None:
     assert check_procedure(path, line="nope").problems[0].where == Where("--line")
 
 
+# -- interlocks and suggestions -------------------------------------------------------------------
+
+VALID_INTERLOCKS = proc(
+    "      - {id: seed_count, command: bioreactor.sample, args: {volume_ml: 1}}\n"
+    "      - id: volume\n        prompt: Add the volume\n        role: operator\n"
+    "        entry: {type: float, unit: mL, limits: [0.1, 200],"
+    " suggest: '=seed_count.vcd_per_ml * bioreactor.volume / vol / 1e6'}\n"
+    "      - {id: lot, prompt: Scan, role: qa, entry: {pattern: '^[A-Z]+$', suggest: LOT}}\n"
+    "      - {id: n, prompt: Count, role: qa, entry: {type: int, limits: [1, 4], suggest: 2}}\n"
+    "      - {id: v, prompt: Vol, role: qa, entry: {type: float, limits: [20, 300],"
+    " suggest: '=vol'}}\n",
+    parameters=P_FLOAT,
+    head=HEAD
+    + "interlocks:\n"
+    + "  - {name: culture_temperature, band: bioreactor.temperature, low: 35.5, high: 38.5,"
+    + " delay: 30 min}\n"
+    + "  - {name: do_floor, band: bioreactor.do, low: 10, delay: 1 h}\n"
+    + "  - {name: level, band: processor.bags_filled, high: 8}\n"
+    + "  - {name: bioreactor_alarms, alarm: bioreactor, codes: [DO_CRITICAL, OVERFILL]}\n"
+    + "  - {name: freezer_alarms, alarm: freezer}\n",
+).replace(
+    "    steps:\n",
+    "    interlocks:\n      - {name: thaw_alarms, alarm: thaw, codes: [OVERSHOOT]}\n    steps:\n",
+)
+
+
+def test_interlocks_and_suggestions_that_fit_the_line_are_valid(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(VALID_INTERLOCKS)
+    check = check_procedure(path)
+    assert check.problems == (), "\n".join(str(p) for p in check.problems)
+    assert check.procedure is not None
+    assert len(check.procedure.interlocks) == 5
+    assert len(check.procedure.unit_procedures[0].interlocks) == 1
+
+
+def test_without_a_line_interlock_names_are_still_checked() -> None:
+    loaded = parse_procedure(
+        proc(
+            "      - {id: a, wait: 1 min}\n",
+            head=HEAD + "interlocks:\n  - {name: a, alarm: nope}\n  - {name: a, alarm: nope}\n",
+        ),
+        "p.yaml",
+    )
+    assert loaded.procedure is not None
+    problems = validate_procedure(loaded.procedure, None)
+    assert [(p.where.line, p.where.column, p.message) for p in problems] == [
+        (6, 12, "duplicate interlock name 'a' (first at line 5)"),
+        (10, 14, "duplicate id 'a' (first at line 5)"),
+    ]
+
+
+def test_an_alarm_interlock_needs_an_alarm_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every shipped driver needs the alarm signal; one that did not could have a
+    # profile without it, whose alarms no interlock can watch.
+    profile = Path(__file__).resolve().parent.parent / "config" / "profiles" / "thaw.opcua.yaml"
+    lines = profile.read_text().splitlines(keepends=True)
+    (tmp_path / "thaw-quiet.yaml").write_text(
+        "".join(line for line in lines if not line.startswith("  alarm:"))
+    )
+    monkeypatch.setattr(
+        ThawDevice,
+        "required_signals",
+        tuple(s for s in ThawDevice.required_signals if s != "alarm"),
+    )
+    line = tmp_path / "lab.yaml"
+    line.write_text(
+        "line: lab\ndevices:\n"
+        "  thaw: {driver: thaw, profile: thaw-quiet.yaml, transport: opcua, twin: true}\n"
+    )
+    text, row, column = marked(
+        proc(WAIT, head=HEAD + "interlocks:\n  - {name: a, alarm: @@thaw}\n")
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    (problem,) = check_procedure(path, line=str(line)).problems
+    assert problem.where == Where(str(path), row, column)
+    assert problem.message == (
+        "interlock a: device thaw has no 'alarm' signal in profile thaw-quiet, "
+        "so its alarms cannot be watched"
+    )
+
+
+def test_a_suggested_parameter_is_checked_with_this_batch_value(tmp_path: Path) -> None:
+    text, row, column = marked(
+        proc(
+            "      - {id: a, prompt: Add, role: qa,"
+            " entry: {type: float, unit: mL, limits: [0.1, 50], suggest: @@'=vol'}}\n",
+            parameters=P_FLOAT,
+        )
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    assert check_procedure(path, params=["vol=30"]).ok
+    (problem,) = check_procedure(path, params=["vol=60"]).problems
+    assert problem.where == Where(str(path), row, column)
+    assert problem.message == (
+        "step a: entry: suggest: 60 mL is outside the limits [0.1, 50] mL (parameter vol)"
+    )
+
+
 # -- batch parameters ---------------------------------------------------------------------------
 
 PARAMS = (
@@ -859,6 +1289,7 @@ KEYS = [
     "steps", "rules", "id", "command", "args", "wait_until", "timeout", "poll", "on_timeout",
     "wait", "prompt", "role", "meaning", "entry", "record", "unit", "set", "value", "every",
     "when", "type", "default", "limits", "pattern", "volume_ml", "program", "celsius",
+    "interlocks", "band", "alarm", "low", "high", "delay", "codes", "suggest",
 ]  # fmt: skip
 WORDS = [
     "thaw.start", "thaw.twin_load_bag", "bioreactor.temperature_sp", "bioreactor.perfuse",
@@ -866,6 +1297,7 @@ WORDS = [
     "1 d 12 h", "30", "hold", "abort", "operator", "qa", "performed", "float", "int", "bool",
     "text", "duration", "sim", "thaw", "vol", "a", "b", "a.value", "thaw.thaw_complete",
     "thaw.thaw_complete and a.value > 1", "[A-Z", "^[A-Z]+$", "8.0e9", "", " ", "=", "é\u2028",
+    "bioreactor.do", "bioreactor.status", "freezer", "OVERSHOOT", "DO_CRITICAL", "=a.value * 2",
 ]  # fmt: skip
 scalars = st.one_of(
     st.none(),

@@ -15,11 +15,18 @@ import pytest
 from flexctl.cli.main import main
 from flexctl.procedure.loader import load_procedure, read_procedure
 from flexctl.procedure.model import (
+    AlarmInterlock,
+    BandInterlock,
+    CommandStep,
+    Expr,
+    InterlockSpec,
     Meaning,
     Parameter,
     ParameterType,
+    Procedure,
     ProcedureError,
     PromptStep,
+    RecordStep,
     Role,
 )
 from flexctl.procedure.validate import check_procedure, parse_parameter_values
@@ -192,3 +199,91 @@ def test_flexctl_validate_refuses_a_param_out_of_limits(
     assert main(["validate", str(CAR_T), "--param", "target_dose=5e10"]) == 2
     _, err = capsys.readouterr()
     assert "target_dose" in err and "outside the limits" in err
+
+
+# -- interlocks and suggestions --------------------------------------------------------------
+
+MODELS = Path(__file__).resolve().parent.parent / "simulators" / "models"
+
+
+def _interlocks(procedure: Procedure) -> dict[str | None, list[InterlockSpec]]:
+    """Interlocks by where they are armed: None for the whole batch, else the unit procedure."""
+    armed: dict[str | None, list[InterlockSpec]] = {None: list(procedure.interlocks)}
+    for unit in procedure.unit_procedures:
+        armed[unit.name] = list(unit.interlocks)
+    return armed
+
+
+def test_car_t_arms_interlocks_where_the_product_is() -> None:
+    armed = {
+        scope: {spec.name for spec in specs}
+        for scope, specs in _interlocks(load_procedure(CAR_T)).items()
+    }
+    assert armed == {
+        None: {"bioreactor_overfill_temperature"},
+        "thaw": {"thaw_alarms"},
+        "isolation": set(),
+        "activation": {"activation_temperature", "activation_culture_alarms"},
+        "expansion": {"expansion_temperature", "do_floor", "culture_ph", "expansion_do_critical"},
+        "harvest": set(),
+        "formulation": set(),
+        "cryopreservation": {"freezer_alarms"},
+    }
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=_name)
+def test_every_watched_alarm_code_is_one_the_twin_raises(path: Path) -> None:
+    check = check_procedure(path)
+    assert check.procedure is not None and check.line is not None
+    for specs in _interlocks(check.procedure).values():
+        for spec in specs:
+            if not isinstance(spec, AlarmInterlock):
+                continue
+            assert spec.codes, f"{spec.name}: name the codes that should hold the batch"
+            source = (MODELS / f"{check.line.devices[spec.device].driver}.py").read_text()
+            for code in spec.codes:
+                assert code == code.upper(), f"{spec.name}: {code} as the device writes it"
+                assert f'"{code}"' in source, f"{spec.name}: the {spec.device} twin has no {code}"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=_name)
+def test_no_do_or_ph_band_is_armed_while_the_bag_may_be_empty(path: Path) -> None:
+    # The empty bag reads DO and pH 0, and a restart is refused while an armed band is
+    # outside: a band armed before the seed would stop a batch whose seed failed.
+    procedure = load_procedure(path)
+    for unit in procedure.unit_procedures:
+        seeds = any(
+            isinstance(step, CommandStep) and str(step.call.target) == "bioreactor.seed"
+            for step in unit.steps
+        )
+        for spec in unit.interlocks if seeds else ():
+            if isinstance(spec, BandInterlock):
+                assert str(spec.target) not in ("bioreactor.do", "bioreactor.ph"), spec.name
+    whole_batch = {str(s.target) for s in procedure.interlocks if isinstance(s, BandInterlock)}
+    assert not whole_batch & {"bioreactor.do", "bioreactor.ph"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=_name)
+def test_temperature_bands_hold_every_allowed_culture_temperature(path: Path) -> None:
+    procedure = load_procedure(path)
+    setpoint = procedure.parameters.get("culture_temperature")
+    for specs in _interlocks(procedure).values():
+        for spec in specs:
+            if isinstance(spec, BandInterlock) and str(spec.target) == "bioreactor.temperature":
+                assert setpoint is not None and setpoint.limits is not None
+                assert spec.low is not None and spec.high is not None
+                low, high = setpoint.limits
+                # 0.5 degC to spare at either end of the setpoint's limits
+                assert spec.low <= low - 0.5 and high + 0.5 <= spec.high, spec.name
+
+
+def test_the_vector_volume_entered_is_suggested_from_the_computed_one() -> None:
+    procedure = load_procedure(CAR_T)
+    added = procedure.step("vector_added")
+    assert isinstance(added, PromptStep)
+    assert added.entry is not None and added.entry.suggest is not None
+    suggestion = added.entry.suggest.value
+    assert isinstance(suggestion, Expr)
+    assert suggestion.names == frozenset({"vector_volume.value"})
+    computed = procedure.step("vector_volume")
+    assert isinstance(computed, RecordStep) and computed.unit == added.entry.unit == "mL"

@@ -2,9 +2,10 @@
 
 The loader checks everything a procedure says on its own: YAML syntax, the
 schema (unknown keys with the expected ones, missing keys, wrong types),
-durations, expression syntax, and the parameters (type, default, limits,
-pattern). Checks against a line (devices, commands, signals, limits, names)
-are :mod:`flexctl.procedure.validate`'s.
+durations, expression syntax, the parameters (type, default, limits,
+pattern), a literal ``suggest`` against its entry, and the interlocks
+(:mod:`flexctl.procedure.interlocks`). Checks against a line (devices,
+commands, signals, limits, names) are :mod:`flexctl.procedure.validate`'s.
 
 Problems are collected, not raised one at a time: :func:`read_procedure`
 returns the model built from every well-formed part together with the list of
@@ -19,14 +20,21 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from flexctl.errors import ConfigurationError, Where
 from flexctl.procedure.duration import DurationError, format_duration, parse_duration
-from flexctl.procedure.expression import NUMBER, TEXT, ExpressionError, compile_expression
+from flexctl.procedure.expression import (
+    BOOLEAN,
+    NUMBER,
+    TEXT,
+    ExpressionError,
+    compile_expression,
+)
+from flexctl.procedure.interlocks import read_interlocks
 from flexctl.procedure.model import (
     Argument,
     Call,
@@ -57,9 +65,17 @@ from flexctl.procedure.model import (
 )
 from flexctl.yamlpos import PosDict, PosList, load_text
 
-TOP_KEYS = ("procedure", "version", "description", "line", "parameters", "unit_procedures")
+TOP_KEYS = (
+    "procedure",
+    "version",
+    "description",
+    "line",
+    "parameters",
+    "interlocks",
+    "unit_procedures",
+)
 PARAMETER_KEYS = ("type", "unit", "default", "limits", "pattern", "description")
-UNIT_KEYS = ("name", "description", "steps", "rules")
+UNIT_KEYS = ("name", "description", "steps", "rules", "interlocks")
 STEP_COMMON_KEYS = ("id", "description")
 #: The kind key of each step kind, and the keys that kind takes besides id/description.
 STEP_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -71,7 +87,7 @@ STEP_KEYS: Mapping[str, tuple[str, ...]] = {
     "set": ("set", "value"),
 }
 RULE_KEYS = ("id", "description", "every", "when", "command", "args")
-ENTRY_KEYS = ("type", "pattern", "limits", "unit")
+ENTRY_KEYS = ("type", "pattern", "limits", "unit", "suggest")
 DEFAULT_POLL = "1 min"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -162,6 +178,31 @@ def check_parameter_value(param: Parameter, value: Literal) -> str | None:
                     f"[{format_duration(low)}, {format_duration(high)}]"
                 )
             unit = f" {param.unit}" if param.unit else ""
+            return f"{value:g}{unit} is outside the limits [{low:g}, {high:g}]{unit}"
+    return None
+
+
+def check_entry_value(entry: Entry, value: Literal) -> str | None:
+    """Why ``value`` would not answer a prompt with ``entry`` (type, pattern, limits), or None."""
+    if entry.type is EntryType.TEXT:
+        if not isinstance(value, str):
+            return f"expected text, got {kind_of(value)}"
+        if entry.pattern is not None:
+            try:
+                matched = re.fullmatch(entry.pattern, value) is not None
+            except re.error:
+                return None  # the pattern itself is reported where it is written
+            if not matched:
+                return f"{value!r} does not match the pattern {entry.pattern!r}"
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"expected a finite number, got {kind_of(value)}"
+    if entry.type is EntryType.INT and not isinstance(value, int):
+        return f"expected a whole number, got {kind_of(value)}"
+    if entry.limits is not None:
+        low, high = entry.limits
+        if not low <= value <= high:
+            unit = f" {entry.unit}" if entry.unit else ""
             return f"{value:g}{unit} is outside the limits [{low:g}, {high:g}]{unit}"
     return None
 
@@ -415,6 +456,7 @@ class _Reader:
         description = self.text(top, "description", "procedure", empty=True) or ""
         line = self.text(top, "line", "procedure")
         parameters = self.parameters(top)
+        interlocks = read_interlocks(self, top, "")
         units: list[UnitProcedure] = []
         raw_units = None
         if "unit_procedures" in top:
@@ -437,6 +479,7 @@ class _Reader:
             description=description,
             line=line,
             line_where=top.at("line") if line is not None else None,
+            interlocks=interlocks,
         )
 
     # -- parameters -----------------------------------------------------------------------
@@ -615,6 +658,7 @@ class _Reader:
             rule = self.rule(item, raw_rules.at(i) if raw_rules else where, label, i)
             if rule is not None:
                 rules.append(rule)
+        interlocks = read_interlocks(self, spec, f"unit procedure {label}: ")
         if name is None:
             return None
         return UnitProcedure(
@@ -623,6 +667,7 @@ class _Reader:
             rules=tuple(rules),
             where=spec.where,
             description=description,
+            interlocks=interlocks,
         )
 
     def step(self, raw: Any, where: Where, unit: str, index: int) -> Step | None:
@@ -755,7 +800,34 @@ class _Reader:
                 return None
         if "pattern" in spec and pattern is None:
             return None
-        return Entry(type=type_, where=spec.where, pattern=pattern, limits=limits, unit=unit)
+        entry = Entry(type=type_, where=spec.where, pattern=pattern, limits=limits, unit=unit)
+        if "suggest" not in spec:
+            return entry
+        suggestion = self.suggestion(spec, entry, f"{what}: suggest")
+        return None if suggestion is None else replace(entry, suggest=suggestion)
+
+    def suggestion(self, spec: PosDict, entry: Entry, what: str) -> Argument | None:
+        """The entry's ``suggest``: a value like a command argument, that fits the entry."""
+        where = spec.at("suggest")
+        value = self.value(spec["suggest"], where, what)
+        if value is None:
+            return None
+        if isinstance(value, Expr):
+            # an expression is checked when it is asked; only a kind the text shows here
+            kind = value.compiled.kind
+            wrong = (BOOLEAN, NUMBER) if entry.type is EntryType.TEXT else (BOOLEAN, TEXT)
+            if kind in wrong:
+                expected = "text" if entry.type is EntryType.TEXT else "a number"
+                self.problem(
+                    value.where, f"{what}: expected {expected}, the expression gives {kind}"
+                )
+                return None
+        else:
+            why = check_entry_value(entry, value)
+            if why is not None:
+                self.problem(where, f"{what}: {why}")
+                return None
+        return Argument("suggest", value, where, spec.key_at("suggest"))
 
     def _step_record(self, spec: PosDict, what: str) -> _Fields | None:
         expression = self.expression(spec, "record", what)

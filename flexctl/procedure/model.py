@@ -19,8 +19,13 @@ Example::
       target_dose:      {type: float, unit: cells, default: 8.0e9, limits: [1.0e8, 2.0e10]}
       expansion_limit:  {type: duration, default: "14 d", limits: ["7 d", "14 d"]}
       vector_lot:       {type: text, pattern: "^[A-Z0-9-]+$"}   # no default: set per batch
+    interlocks:                # armed for the whole batch
+      - {name: bioreactor_alarms, alarm: bioreactor, codes: [DO_CRITICAL, OVERFILL]}
     unit_procedures:
       - name: thaw
+        interlocks:            # armed while this unit procedure runs
+          - {name: thaw_alarms, alarm: thaw, codes: [OVERSHOOT, NO_END_POINT]}
+          - {name: plate_temperature, band: thaw.plate_temperature, high: 40, delay: 2 min}
         steps:
           - id: load_bag
             command: thaw.twin_load_bag
@@ -38,6 +43,10 @@ Example::
             meaning: performed
           - {id: settle, wait: 5 min}
           - {id: thaw_curve, record: thaw.sample_temperature, unit: degC}
+          - id: sample_volume
+            prompt: Take the sample; enter the volume taken
+            entry: {type: float, unit: mL, limits: [0.5, 5], suggest: "=apheresis_volume / 100"}
+            role: operator
           - {id: sp, set: bioreactor.temperature_sp, value: 37}
         rules:
           - id: perfusion
@@ -49,7 +58,7 @@ Example::
 Top-level keys: ``procedure`` (its name) and ``version`` (text: quote it, so
 ``"1.0"`` is not read as a number), ``unit_procedures`` (a non-empty list),
 and optionally ``description``, ``line`` (a shipped line name, or a path
-relative to the procedure file) and ``parameters``.
+relative to the procedure file), ``parameters`` and ``interlocks``.
 
 **Parameters** are set per batch (``flexctl validate --param name=value``).
 Each has a ``type``: ``float``, ``int``, ``bool``, ``text`` or ``duration``;
@@ -60,12 +69,12 @@ whole value must match). In expressions a duration parameter is its number of
 seconds.
 
 **Unit procedures** have a ``name``, optionally a ``description``, a
-non-empty list of ``steps`` and optionally ``rules``.
+non-empty list of ``steps`` and optionally ``rules`` and ``interlocks``.
 
 **Steps.** Every step has an ``id`` (letters, digits and ``_``), unique in the
-procedure (ids of steps and rules share one namespace and may not be a device
-or parameter name), optionally a ``description``, and exactly one of these
-kind keys:
+procedure (ids of steps and rules and the names of interlocks share one
+namespace and may not be a device or parameter name), optionally a
+``description``, and exactly one of these kind keys:
 
 - ``command: device.method`` with ``args`` (a mapping of argument name to
   value): calls a public async method of the device's driver, in device terms
@@ -79,9 +88,14 @@ kind keys:
   ``role`` (``operator``, ``supervisor`` or ``qa``, required) and
   ``meaning`` (``performed`` (default), ``verified`` or ``approved``).
   Without ``entry`` it is a confirmation; with ``entry: {type, pattern,
-  limits, unit}`` (type ``text``, ``float`` or ``int``) the person enters a
-  value (a barcode for the chain of identity, a count ...), checked against
-  the pattern (text) or limits (numbers).
+  limits, unit, suggest}`` (type ``text``, ``float`` or ``int``) the person
+  enters a value (a barcode for the chain of identity, a count ...), checked
+  against the pattern (text) or limits (numbers). ``suggest`` is the value
+  the batch expects, written like a command argument (a literal, or an
+  ``=`` expression over parameters, earlier step results and device signals,
+  evaluated when the prompt is asked): a console shows it and the simulation
+  user enters it; a person may still enter another value that fits the entry.
+  A literal suggestion must itself fit the entry.
 - ``record: <expression>``: writes a measurement to the batch record, with
   an optional ``unit``.
 - ``set: device.signal`` with ``value``: writes a writable signal of the
@@ -91,7 +105,28 @@ kind keys:
 ``id``, ``every`` (a duration), an optional ``when`` condition, and a command
 with the keys of a command step (``command``, ``args``).
 
-**Values** (command arguments and ``set`` values): a YAML number or
+**Interlocks** hold the batch by themselves, without a step asking: a person
+must restart it (after finding the cause). Each has a ``name`` (the rules of
+a step id: it shares their namespace and may not be a device or parameter
+name) and one of two kinds:
+
+- ``band: device.signal`` with ``low`` and/or ``high`` (numbers; an absent
+  one is open) and an optional ``delay`` (a duration, default none): the
+  batch holds once the signal has been outside ``[low, high]`` for longer
+  than the delay (without one, at the first reading outside). The signal is
+  a number of the device's profile; a reading that is no number is outside.
+  The delay lets a known, short excursion pass (the dip of a cold addition).
+- ``alarm: device`` with optional ``codes`` (a list of the device's alarm
+  codes, as the device writes them): the batch holds when the device raises
+  any of them, or any alarm at all without ``codes``. The device's profile
+  must have an ``alarm`` signal.
+
+Written at the top level they are armed for the whole batch; written in a
+unit procedure, while that unit procedure runs. Arm a band only where the
+process keeps the signal in it from the start (an empty bioreactor bag reads
+DO 0): a restart is refused while an armed band is outside, whatever its delay.
+
+**Values** (command arguments, ``set`` values, ``suggest``): a YAML number or
 true/false is a literal; a string starting with ``=`` is an expression (the
 rest of the string); any other string is literal text.
 
@@ -377,6 +412,7 @@ class BandInterlock:
     """``device.signal`` must stay within [low, high] while armed (either bound may be open).
 
     Out of the band for longer than ``delay`` (process seconds), the batch holds.
+    ``where`` is the interlock's mapping, ``name_where`` its name.
     """
 
     name: str
@@ -385,6 +421,7 @@ class BandInterlock:
     high: float | None
     delay: Duration | None
     where: Where
+    name_where: Where | None = None
 
 
 @dataclass(frozen=True)
@@ -396,6 +433,7 @@ class AlarmInterlock:
     codes: tuple[str, ...]
     where: Where
     device_where: Where
+    name_where: Where | None = None
 
 
 InterlockSpec: TypeAlias = BandInterlock | AlarmInterlock

@@ -4,8 +4,8 @@
 (:mod:`flexctl.procedure.loader` reports syntax, schema, durations, expression
 syntax and parameters), find the line, then :func:`validate_procedure`:
 
-- ids: unique across steps and rules, and not also a device or parameter name;
-  unit procedure names unique;
+- ids: unique across steps, rules and interlocks (their names), and not also
+  a device or parameter name; unit procedure names unique;
 - devices: every ``device.x`` names a device of the line;
 - commands: a public async method of the device's driver class (not the
   plumbing in :data:`NOT_COMMANDS`); every argument known to it and every
@@ -17,10 +17,15 @@ syntax and parameters), find the line, then :func:`validate_procedure`:
 - ``set``: a writable signal of the device's profile, a literal value of the
   signal's type and within its limits;
 - expressions: every name is a parameter, a ``device.signal`` of the line or
-  an earlier step's ``id.<field>`` (rules: steps of earlier unit procedures).
+  an earlier step's ``id.<field>`` (rules: steps of earlier unit procedures),
+  also in an entry's ``suggest``;
+- interlocks: the device on the line; a band's signal in the device's profile
+  and a number; an alarm interlock's device has an ``alarm`` signal (codes are
+  the device's own text and are not checked).
 
 A value that is just a parameter (``"=culture_temperature"``) is checked like a
-literal with the parameter's value for this batch (given, else its default).
+literal with the parameter's value for this batch (given, else its default);
+so is a ``suggest``, against its entry.
 
 Every problem is a :class:`~flexctl.errors.ConfigurationError` with
 file:line:column; all of them are collected, sorted by place.
@@ -43,16 +48,24 @@ from drivers.base import Driver
 from flexctl.errors import ConfigurationError, OutOfRangeError, Where
 from flexctl.line import Line, LineDevice, find_line
 from flexctl.procedure.duration import DurationError, parse_duration
-from flexctl.procedure.loader import check_parameter_value, read_procedure, suggest
+from flexctl.procedure.loader import (
+    check_entry_value,
+    check_parameter_value,
+    read_procedure,
+    suggest,
+)
 from flexctl.procedure.model import (
+    BandInterlock,
     Call,
     CommandStep,
     Expr,
+    InterlockSpec,
     Literal,
     Parameter,
     ParameterType,
     Procedure,
     ProcedureError,
+    PromptStep,
     RecordStep,
     Rule,
     SetStep,
@@ -64,6 +77,9 @@ from flexctl.profile import Profile, SignalSpec
 
 #: The line a procedure without a ``line:`` is checked against.
 DEFAULT_LINE = "sim"
+
+#: Profile value types that are not numbers (an enum signal is not one either).
+NOT_NUMBERS = frozenset({"bool", "string"})
 
 #: Public async driver methods a procedure does not call as commands: the
 #: language has its own steps for them (``set``, ``wait_until``, ``record``)
@@ -282,6 +298,11 @@ class _Validator:
         self.problems: list[ConfigurationError] = []
         #: every step id -> where it is (for "comes later" messages)
         self.step_ids: dict[str, Where] = {s.id: s.id_where for s in procedure.steps()}
+        #: every interlock: the procedure's own, then each unit procedure's
+        self.interlocks: list[InterlockSpec] = [
+            *procedure.interlocks,
+            *(i for unit in procedure.unit_procedures for i in unit.interlocks),
+        ]
 
     def problem(self, where: Where, message: str) -> None:
         self.problems.append(ConfigurationError(where, message))
@@ -291,6 +312,8 @@ class _Validator:
         if self.line is None:
             return
         self.check_collisions(self.line)
+        for interlock in self.interlocks:
+            self.check_interlock(interlock, self.line)
         earlier: set[str] = set()
         for unit in self.procedure.unit_procedures:
             before_unit = frozenset(earlier)
@@ -313,15 +336,15 @@ class _Validator:
                 )
             units.setdefault(unit.name, unit.where)
         seen: dict[str, Where] = dict(self.skipped)
-        for unit in self.procedure.unit_procedures:
-            items: list[Step | Rule] = [*unit.steps, *unit.rules]
-            for item in sorted(items, key=lambda i: (i.id_where.line, i.id_where.column)):
-                first = seen.get(item.id)
-                if first is not None and first != item.id_where:
-                    self.problem(
-                        item.id_where, f"duplicate id {item.id!r} (first at line {first.line})"
-                    )
-                seen.setdefault(item.id, item.id_where)
+        # steps, rules and interlocks share one namespace, checked in file order
+        items: list[Step | Rule] = [*self.procedure.steps(), *self.procedure.rules()]
+        named = [(i.id, i.id_where, "id") for i in items]
+        named += [(i.name, _name_where(i), "interlock name") for i in self.interlocks]
+        for name, where, what in sorted(named, key=lambda n: (n[1].line, n[1].column)):
+            first = seen.get(name)
+            if first is not None and first != where:
+                self.problem(where, f"duplicate {what} {name!r} (first at line {first.line})")
+            seen.setdefault(name, where)
 
     def check_collisions(self, line: Line) -> None:
         for name, param in self.procedure.parameters.items():
@@ -340,6 +363,55 @@ class _Validator:
                 )
             elif item.id in self.procedure.parameters:
                 self.problem(item.id_where, f"id {item.id!r} is also a parameter; rename one")
+        for interlock in self.interlocks:
+            name, where = interlock.name, _name_where(interlock)
+            if name in line.devices:
+                self.problem(
+                    where,
+                    f"interlock name {name!r} is also a device of line {line.name}; rename it",
+                )
+            elif name in self.procedure.parameters:
+                self.problem(where, f"interlock name {name!r} is also a parameter; rename one")
+
+    # -- interlocks -------------------------------------------------------------------------
+
+    def check_interlock(self, interlock: InterlockSpec, line: Line) -> None:
+        what = f"interlock {interlock.name}"
+        if isinstance(interlock, BandInterlock):
+            device = self.device(interlock.target, what)
+            if device is None:
+                return
+            profile = device.profile
+            member, where = interlock.target.member, interlock.target.member_where
+            spec = profile.signals.get(member)
+            if spec is None:
+                self.problem(
+                    where,
+                    f"{what}: device {device.name} has no signal {member!r}"
+                    f"{suggest(member, profile.signals)} in profile {profile.name}",
+                )
+            elif not _numeric(spec):
+                kind = f"one of {', '.join(spec.enum)}" if spec.enum is not None else spec.type
+                self.problem(
+                    where,
+                    f"{what}: signal {member} of {device.name} is not a number ({kind}) in "
+                    f"profile {profile.name}; a band needs a number",
+                )
+            return
+        found = line.devices.get(interlock.device)
+        if found is None:
+            known = ", ".join(sorted(line.devices))
+            self.problem(
+                interlock.device_where,
+                f"{what}: unknown device {interlock.device!r}"
+                f"{suggest(interlock.device, line.devices)} (line {line.name} has {known})",
+            )
+        elif "alarm" not in found.profile.signals:
+            self.problem(
+                interlock.device_where,
+                f"{what}: device {found.name} has no 'alarm' signal in profile "
+                f"{found.profile.name}, so its alarms cannot be watched",
+            )
 
     # -- steps and rules ------------------------------------------------------------------
 
@@ -353,6 +425,16 @@ class _Validator:
             self.check_names(step.expression, f"{what}: record", earlier)
         elif isinstance(step, SetStep):
             self.check_set(step, what, earlier)
+        elif isinstance(step, PromptStep) and step.entry and step.entry.suggest:
+            entry, value = step.entry, step.entry.suggest.value
+            if isinstance(value, Expr):
+                self.check_names(value, f"{what}: entry: suggest", earlier)
+            literal = self.literal_of(value) if isinstance(value, Expr) else None
+            if literal is not None:
+                why = check_entry_value(entry, literal[0])
+                if why is not None:
+                    where = step.entry.suggest.where
+                    self.problem(where, f"{what}: entry: suggest: {why}{literal[1]}")
 
     def check_rule(self, rule: Rule, scope: Set[str]) -> None:
         what = f"rule {rule.id}"
@@ -544,6 +626,14 @@ class _Validator:
             f"unknown name {name!r}: {head!r} is neither a device of line "
             f"{self.line.name}{suggest(head, [*devices, *self.step_ids])} nor an earlier step"
         )
+
+
+def _name_where(interlock: InterlockSpec) -> Where:
+    return interlock.name_where or interlock.where
+
+
+def _numeric(spec: SignalSpec) -> bool:
+    return spec.enum is None and spec.type not in NOT_NUMBERS
 
 
 def _offset_of(text: str, name: str) -> int:
