@@ -20,6 +20,7 @@ Three rules every implementation keeps:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,7 +102,13 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class Sample:
-    """One historian value of a device signal at a process time."""
+    """One historian value of a device signal at a process time.
+
+    Checked when made, so a bad sample is refused where it is taken, not later
+    when a batch of samples is written: ``process_time`` a finite number, ``utc``
+    aware, ``value`` a float (NaN and infinity included), an int of at most 64
+    bits, a bool, a str or None.
+    """
 
     batch: str
     device: str
@@ -109,6 +116,21 @@ class Sample:
     process_time: float
     utc: datetime
     value: float | int | str | bool | None
+
+    def __post_init__(self) -> None:
+        # The historian makes many of these: the message is built only for a bad one.
+        time, value = self.process_time, self.value
+        if isinstance(time, bool) or not isinstance(time, int | float) or not math.isfinite(time):
+            raise ValueError(self._bad(f"process time {time!r} is not a finite number"))
+        if self.utc.tzinfo is None or self.utc.utcoffset() is None:
+            raise ValueError(self._bad(f"utc time {self.utc.isoformat()} has no time zone"))
+        if value is not None and not isinstance(value, float | int | str):
+            raise TypeError(self._bad(f"value {value!r} is not a float, int, bool, str or None"))
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise ValueError(self._bad(f"integer value {value} does not fit in 64 bits"))
+
+    def _bad(self, what: str) -> str:
+        return f"sample {self.device}.{self.signal} of batch {self.batch!r}: {what}"
 
 
 @dataclass(frozen=True)
