@@ -34,6 +34,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -212,7 +213,9 @@ def _child(mode: str, budget: float) -> int:
     from flexctl.cli.main import build_parser
 
     way = WAYS[mode]
+    db = Path(tempfile.mkdtemp(prefix="flexctl-bench-")) / "flexctl.db"  # a fresh store per way
     argv = ["run", str(PROCEDURE), "--monitor-period", way["monitor"], "--batch-id", "bench"]
+    argv += ["--db", str(db)]
     args = build_parser().parse_args(argv)
     probe = Probe()
     _install_probes(probe, way["clock"])

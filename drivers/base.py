@@ -96,6 +96,9 @@ class Driver(ABC):
     #: Method -> argument -> the signal whose profile limits bound it, so a
     #: procedure's literal arguments are checked before a batch starts.
     argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    #: Process values the historian keeps (those the profile binds), read with
+    #: the interlock monitor's check of the device.
+    trends: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, transport: Transport, clock: Clock) -> None:
         self.name = name

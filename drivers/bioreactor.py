@@ -153,6 +153,15 @@ class Bioreactor(Driver):
     """A rocking-bag bioreactor; see the module docstring."""
 
     kind = "bioreactor"
+    trends = (
+        "temperature",
+        "do",
+        "ph",
+        "volume",
+        "perfusion_rate",
+        "sample_vcd",
+        "sample_viability",
+    )
     argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
         "set_temperature": {"celsius": "temperature_sp"},
         "set_co2": {"percent": "co2_sp"},

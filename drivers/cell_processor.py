@@ -139,6 +139,7 @@ class CellProcessor(Driver):
     """A closed cell processor; see the module docstring."""
 
     kind = "cell_processor"
+    trends = ("output_cells", "output_viability", "recovery_pct")
     argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
         "load_input": {
             "volume_ml": "input_volume_ml",

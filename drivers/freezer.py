@@ -147,6 +147,7 @@ class Freezer(Driver):
     """A controlled-rate freezer: profiles, temperatures, run state, door interlock."""
 
     kind = "freezer"
+    trends = ("chamber_temperature", "sample_temperature", "sample_rate")
     argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
         "set_chamber": {"target_c": "chamber_sp"},
         "set_chamber_and_wait": {"target_c": "chamber_sp"},

@@ -102,6 +102,7 @@ class ThawDevice(Driver):
     """A dry-plate thaw device: start, temperatures, end point, completion."""
 
     kind = "thaw"
+    trends = ("plate_temperature", "sample_temperature")
     required_signals: ClassVar[tuple[str, ...]] = (
         "plate_temperature",
         "plate_sp",

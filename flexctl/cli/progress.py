@@ -33,7 +33,7 @@ from flexctl.procedure.model import (
     WaitUntilStep,
 )
 from flexctl.profile import Value
-from flexctl.record.journal import EntryKind, JournalEntry, JSONValue, MemoryJournal
+from flexctl.record.journal import EntryKind, Journal, JournalEntry, JSONValue, MemoryJournal
 from flexctl.supervisor.batch_state import BatchState
 from flexctl.supervisor.prompts import SIM_USER
 
@@ -64,12 +64,15 @@ HEADLINE_FIELDS: Final = frozenset(
 )
 
 
-class ObservedJournal(MemoryJournal):
-    """A :class:`MemoryJournal` that calls its listeners with every entry appended."""
+class ObservedJournal:
+    """A journal (``inner``, in memory by default) that calls its listeners with every entry."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, inner: Journal | None = None) -> None:
+        self.inner: Journal = inner if inner is not None else MemoryJournal()
         self._listeners: list[Listener] = []
+
+    def entries(self) -> list[JournalEntry]:
+        return self.inner.entries()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each later entry; returns the function that unsubscribes."""
@@ -88,7 +91,7 @@ class ObservedJournal(MemoryJournal):
         closed stdout pipe, a bug in the progress printer) is logged and skipped: watching
         the run must never stop the run or lose a record.
         """
-        super().append(entry)
+        self.inner.append(entry)
         for listener in tuple(self._listeners):
             try:
                 listener(entry)

@@ -50,9 +50,13 @@ if TYPE_CHECKING:
     from flexctl.clock import Clock
     from flexctl.errors import ConfigurationError
     from flexctl.line import Line
-    from flexctl.line_runtime import DeviceDescription, ServedTwins
+    from flexctl.line_runtime import DeviceDescription, LineRuntime, ServedTwins
     from flexctl.procedure.model import Literal, Parameter, Procedure
+    from flexctl.record.batch_record import BatchRecord
+    from flexctl.record.historian import Historian
     from flexctl.record.journal import Journal, JournalEntry
+    from flexctl.record.sqlite_store import SqliteStore
+    from flexctl.record.store import BatchInfo
     from flexctl.supervisor.batch_state import BatchState
     from flexctl.supervisor.executor import Executor
 
@@ -62,6 +66,8 @@ EXIT_FAILED: Final = 1
 EXIT_BAD_INPUT: Final = 2
 SIGNAL_EXITS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DEFAULT_MONITOR = "1 min"
+#: The record store of a run, in the working directory.
+DEFAULT_DB = "flexctl.db"
 TWIN_CHOICES: Final = ("in-process", "external")
 #: The ``record`` of the journal entries saying where each device is (first in the journal).
 ORIGIN_RECORD: Final = "device origin"
@@ -144,6 +150,13 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--batch-id", default=None, help="the batch id (default: name-UTC time)")
     parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path(DEFAULT_DB),
+        help=f"the record store (SQLite) the batch is written to (default {DEFAULT_DB} here; "
+        "created if missing)",
+    )
+    parser.add_argument(
         "--monitor-period",
         type=_period,
         default=_period(DEFAULT_MONITOR),
@@ -173,6 +186,7 @@ class Plan:
     auto_sign: bool
     auto_sign_why: str
     monitor_period: float
+    db: Path = Path(DEFAULT_DB)
     simulated: dict[str, Literal] = field(default_factory=dict)
     answers: dict[str, Literal] = field(default_factory=dict)
     answer_notes: list[str] = field(default_factory=list)
@@ -257,6 +271,7 @@ def _plan(args: argparse.Namespace) -> Plan | list[ConfigurationError]:
         auto_sign=auto_sign,
         auto_sign_why=why,
         monitor_period=args.monitor_period,
+        db=args.db,
         simulated=simulated,
         answers=answers,
         answer_notes=notes,
@@ -670,6 +685,92 @@ def _header(plan: Plan, out: Output, actor: str) -> None:
         out.line(text)
 
 
+def _open_store(plan: Plan) -> SqliteStore:
+    """The record store, refusing a batch id it already holds (bad input: exit 2)."""
+    from flexctl.errors import ConfigurationError, Where
+    from flexctl.record.sqlite_store import SqliteStore
+    from flexctl.record.store import RecordError
+
+    try:
+        store = SqliteStore(plan.db)
+    except RecordError as exc:
+        raise ConfigurationError(Where(str(plan.db)), str(exc)) from None
+    if any(b.batch_id == plan.batch_id for b in store.batches()):
+        store.close()
+        raise ConfigurationError(
+            Where("--batch-id"),
+            f"batch {plan.batch_id} is already in {plan.db}: give another --batch-id",
+        )
+    return store
+
+
+def _close_record(historian: Historian, store: SqliteStore) -> None:
+    """Flush the historian and close the store; a failure is logged, never raised over the run."""
+    import structlog
+
+    from flexctl.errors import FlexctlError
+
+    try:
+        historian.close()
+    except FlexctlError:
+        structlog.get_logger("flexctl.cli.run").exception(
+            "historian flush failed at the end of the run", store=store.location
+        )
+    finally:
+        store.close()
+
+
+def _start_record(
+    plan: Plan, store: SqliteStore, runtime: LineRuntime, *, clock: Clock, actor: str, out: Output
+) -> BatchRecord:
+    """Say the line is up, create the batch in the store (audited); the batch's record."""
+    from flexctl.record.batch_record import create_batch
+
+    origins = plan.origins
+    described = runtime.describe().values()
+    out.line("line up: " + ", ".join(f"{d.name} {d.source} ({origins[d.name]})" for d in described))
+    info = _batch_info(plan, runtime, clock, actor)
+    record = create_batch(store, info, process_time=clock.now())
+    out.line(f"record: batch {plan.batch_id} in {store.location}")
+    return record
+
+
+def _batch_info(plan: Plan, runtime: LineRuntime, clock: Clock, actor: str) -> BatchInfo:
+    """What the batch is, as the store keeps it: the files as run, the devices as found."""
+    import hashlib
+
+    from flexctl.record.journal import jsonable
+    from flexctl.record.store import BatchInfo
+
+    procedure_path = Path(plan.procedure.file)
+    procedure_bytes = procedure_path.read_bytes()
+    line_path = Path(plan.line.where.file)
+    devices: dict[str, Any] = {}
+    for name, described in runtime.describe().items():
+        device = dict(described.as_dict())
+        driver = runtime.drivers.get(name)
+        if driver is not None:
+            device["described"] = jsonable(driver.describe())
+        devices[name] = jsonable(device)
+    return BatchInfo(
+        batch_id=plan.batch_id,
+        procedure_name=plan.procedure.name,
+        procedure_version=plan.procedure.version,
+        procedure_path=str(procedure_path),
+        procedure_sha256=hashlib.sha256(procedure_bytes).hexdigest(),
+        procedure_text=procedure_bytes.decode("utf-8"),
+        line_name=plan.line.name,
+        line_path=str(line_path),
+        line_text=line_path.read_text(encoding="utf-8"),
+        parameters={k: jsonable(v) for k, v in plan.values.items()},
+        seed=plan.seed,
+        simulated=not plan.hardware,
+        devices=devices,
+        created_utc=clock.utcnow(),
+        created_by=actor,
+    )
+
+
 def _journal_origins(
     plan: Plan, journal: Journal, clock: Clock, described: Mapping[str, DeviceDescription]
 ) -> None:
@@ -761,6 +862,7 @@ async def _execute(
     from flexctl.cli.progress import ObservedJournal, Progress, summarize
     from flexctl.clock import VirtualClock
     from flexctl.line_runtime import LineRuntime
+    from flexctl.record.historian import Historian
     from flexctl.supervisor.batch_state import BatchState
     from flexctl.supervisor.executor import Batch, Executor
     from flexctl.supervisor.prompts import AutoSigner
@@ -778,6 +880,8 @@ async def _execute(
         journal.subscribe(observer)
     batch = Batch(plan.batch_id, plan.procedure, plan.values)
     executor: Executor | None = None
+    store = _open_store(plan)
+    historian = Historian(store)
     _header(plan, stream, actor)
     signals.install()
     try:
@@ -788,11 +892,8 @@ async def _execute(
             twins="external" if plan.twins == "external" else "in-process",
             endpoints=plan.served if plan.twins == "external" else None,
         ) as runtime:
-            origins = plan.origins
-            described = runtime.describe().values()
-            stream.line(
-                "line up: "
-                + ", ".join(f"{d.name} {d.source} ({origins[d.name]})" for d in described)
+            journal.inner = _start_record(
+                plan, store, runtime, clock=clock, actor=actor, out=stream
             )
             _journal_origins(plan, journal, clock, runtime.describe())
             executor = Executor(
@@ -802,6 +903,7 @@ async def _execute(
                 journal=journal,
                 prompter=AutoSigner(plan.answers) if plan.auto_sign else None,
                 monitor_period=plan.monitor_period,
+                historian=historian,
             )
             signals.executor = headless.executor = executor
             await executor.run(actor=actor)
@@ -813,11 +915,15 @@ async def _execute(
         signals.remove()
         if isinstance(clock, VirtualClock):
             await clock.aclose()
+        try:
+            entries = journal.entries()
+        finally:
+            _close_record(historian, store)
     outcome = RunOutcome(
         EXIT_OK if batch.state is BatchState.Complete else EXIT_FAILED,
         state=batch.state,
         batch_id=plan.batch_id,
-        entries=journal.entries(),
+        entries=entries,
         results=dict(executor.results) if executor is not None else {},
         plan=plan,
     )

@@ -70,7 +70,7 @@ import math
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import structlog
 
@@ -107,6 +107,7 @@ from flexctl.procedure.model import (
 from flexctl.procedure.validate import NOT_COMMANDS, parse_parameter_values
 from flexctl.profile import Value
 from flexctl.record.journal import SYSTEM, EntryKind, Journal, JournalEntry, jsonable
+from flexctl.record.store import Sample
 from flexctl.supervisor.batch_state import (
     FINAL,
     BatchCommand,
@@ -143,6 +144,12 @@ RESOLVE: Final = ("resend", "done")
 LOST: Final = (NotConnectedError, CommunicationTimeout)
 
 log = structlog.get_logger("flexctl.supervisor.executor")
+
+
+class SampleSink(Protocol):
+    """Where the monitor's trend values go (:class:`flexctl.record.historian.Historian`)."""
+
+    def add(self, sample: Sample) -> None: ...
 
 
 class CommandRefused(FlexctlError):
@@ -337,11 +344,15 @@ class Executor:
         clock: the process clock.
         journal: where every entry goes.
         prompter: who answers prompt steps (required if the procedure has any).
-        interlocks: band interlocks and alarm interlocks.
-        monitor_period: process seconds between two polls of every device.
+        interlocks: band and alarm interlocks armed for the whole batch, beside
+            those the procedure arms.
+        monitor_period: process seconds between two checks of a device the
+            running unit procedure uses (or a batch-wide interlock watches).
+        idle_period: the same for the other devices (default 15 monitor periods).
         link_wait: process seconds a restart waits for a lost link to come back.
         prompt_attempts: how often a prompt is asked before a wrong answer
             holds the batch.
+        historian: takes each checked device's trend values (``Driver.trends``).
     """
 
     def __init__(
@@ -357,6 +368,7 @@ class Executor:
         idle_period: float | None = None,
         link_wait: float = 120.0,
         prompt_attempts: int = 3,
+        historian: SampleSink | None = None,
     ) -> None:
         if idle_period is None:
             idle_period = 15 * monitor_period
@@ -378,6 +390,12 @@ class Executor:
         ] + alarms
         self.monitor_period = float(monitor_period)
         self.idle_period = float(idle_period)
+        self.historian = historian
+        # device -> the trend signals its profile binds (see Driver.trends)
+        self._trends = {
+            name: tuple(t for t in driver.trends if _has_signal(driver, t))
+            for name, driver in self.drivers.items()
+        }
         self.link_wait = float(link_wait)
         self.prompt_attempts = prompt_attempts
         self.results: dict[str, dict[str, Value]] = {}
@@ -1419,8 +1437,9 @@ class Executor:
         if self.machine.state not in MONITORED:
             return
         watches = self._watches_of(name)
+        trends = self._trends.get(name, ()) if self.historian is not None else ()
         try:
-            _, alarms, values = await self._read_checks(driver, watches)
+            _, alarms, values = await self._read_checks(driver, watches, trends)
         except LOST as exc:
             self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
             return
@@ -1447,9 +1466,33 @@ class Executor:
             )
             return
         now = self.clock.now()
+        self._keep_trends(name, trends, values, now)
         for watch in watches:
             self._check_band(watch, values[watch.interlock.signal_name], now)
         self._check_alarms(name, alarms)
+
+    def _keep_trends(
+        self, device: str, trends: Sequence[str], values: Mapping[str, Value], now: float
+    ) -> None:
+        """Hand the trend values just read to the historian; a failure is a deviation."""
+        if self.historian is None or not trends:
+            return
+        utc = self.clock.utcnow()
+        try:
+            for signal in trends:
+                self.historian.add(
+                    Sample(self.batch.batch_id, device, signal, now, utc, values[signal])
+                )
+        except (FlexctlError, ValueError, TypeError) as exc:
+            # The historian keeps what it could not write and tries again with the
+            # next samples; the batch goes on, and the record says so.
+            self._write(
+                EntryKind.DEVIATION,
+                device=device,
+                deviation="historian write failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
 
     def _check_band(self, watch: _BandWatch, value: Value, now: float) -> None:
         interlock = watch.interlock
@@ -1493,12 +1536,12 @@ class Executor:
         return [w for w in self._watches if w.interlock.device == device and self._armed(w.scope)]
 
     async def _read_checks(
-        self, driver: Driver, watches: Sequence[_BandWatch]
+        self, driver: Driver, watches: Sequence[_BandWatch], trends: Sequence[str] = ()
     ) -> tuple[DeviceStatus, tuple[str, ...], dict[str, Value]]:
-        """A device's status, active alarms and band signals, in one read."""
+        """A device's status, active alarms, band signals and ``trends``, in one read."""
         alarm = ["alarm"] if _has_signal(driver, "alarm") else []
         bands = sorted({w.interlock.signal_name for w in watches})
-        values = await driver.read(["status", *alarm, *bands])
+        values = await driver.read(list(dict.fromkeys(["status", *alarm, *bands, *trends])))
         status = driver.as_status(values["status"])  # one the driver cannot read fails here
         return status, parse_alarms(values["alarm"]) if alarm else (), values
 

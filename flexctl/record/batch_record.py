@@ -1,0 +1,165 @@
+"""A batch's record in the store: its journal, with the GMP-relevant entries also audited.
+
+:class:`BatchRecord` is the :class:`~flexctl.record.journal.Journal` a supervisor
+writes a stored batch to. Every entry goes to the batch's journal; those that
+record a decision or an action of a person or of the system (state changes,
+parameters, signatures, rejected entries, deviations, interlock trips, alarms)
+also go to the audit trail as who, what, when, old value, new value and why
+(Annex 11 §9). Both writes happen inside ``append``, so a failure reaches the
+executor, which holds the batch: nothing is recorded in one place and silently
+missing from the other.
+"""
+
+from __future__ import annotations
+
+from flexctl.record.canonical import sha256_hex
+from flexctl.record.journal import EntryKind, JournalEntry, JSONValue
+from flexctl.record.store import AuditRecord, BatchInfo, Store
+
+
+class BatchRecord:
+    """The journal of ``batch_id`` in ``store``, auditing what :func:`audit_record` maps."""
+
+    def __init__(self, store: Store, batch_id: str) -> None:
+        self.store = store
+        self.batch_id = batch_id
+        self._journal = store.journal(batch_id)
+
+    def append(self, entry: JournalEntry) -> None:
+        self._journal.append(entry)
+        record = audit_record(entry)
+        if record is not None:
+            self.store.audit(record)
+
+    def entries(self) -> list[JournalEntry]:
+        return self._journal.entries()
+
+
+def create_batch(store: Store, info: BatchInfo, *, process_time: float) -> BatchRecord:
+    """Record a new batch, audit its creation (with the hash of what it is), return its record."""
+    store.create_batch(info)
+    store.audit(
+        AuditRecord(
+            utc=info.created_utc,
+            actor=info.created_by,
+            action="batch created",
+            object=f"batch {info.batch_id}",
+            new_value={
+                "procedure": f"{info.procedure_name} {info.procedure_version}",
+                "procedure_sha256": info.procedure_sha256,
+                "line": info.line_name,
+                "simulated": info.simulated,
+                "batch_info_sha256": batch_info_hash(info),
+            },
+            reason="batch started",
+            batch=info.batch_id,
+            process_time=process_time,
+        )
+    )
+    return BatchRecord(store, info.batch_id)
+
+
+def batch_info_hash(info: BatchInfo) -> str:
+    """SHA-256 of a batch's description, so the audit trail vouches for what was run."""
+    return sha256_hex(
+        {
+            "batch_id": info.batch_id,
+            "procedure_sha256": info.procedure_sha256,
+            "procedure_text_sha256": sha256_hex(info.procedure_text),
+            "line_text_sha256": sha256_hex(info.line_text),
+            "parameters": dict(info.parameters),
+            "seed": info.seed,
+            "simulated": info.simulated,
+            "devices": {k: dict(v) for k, v in info.devices.items()},
+            "created_utc": info.created_utc,
+            "created_by": info.created_by,
+        }
+    )
+
+
+def audit_record(entry: JournalEntry) -> AuditRecord | None:
+    """The audit record of a journal entry, or None for plain process data."""
+    p = entry.payload
+    where = "/".join(part for part in (entry.unit_procedure, entry.step) if part)
+
+    def audited(
+        action: str, obj: str, *, old: JSONValue = None, new: JSONValue = None, reason: str = ""
+    ) -> AuditRecord:
+        return AuditRecord(
+            utc=entry.utc,
+            actor=entry.actor,
+            action=action,
+            object=obj,
+            old_value=old,
+            new_value=new,
+            reason=reason,
+            batch=entry.batch,
+            process_time=entry.process_time,
+        )
+
+    def text(key: str) -> str:
+        value = p.get(key)
+        return "" if value is None else str(value)
+
+    def value(key: str) -> JSONValue:
+        return p.get(key)
+
+    if entry.kind is EntryKind.BATCH_STATE:
+        return audited(
+            f"batch {text('command') or 'state change'}",
+            f"batch {entry.batch}",
+            old=value("old"),
+            new=value("new"),
+            reason=text("reason"),
+        )
+    if entry.kind is EntryKind.PARAMETER:
+        return audited(
+            "parameter set",
+            f"parameter {text('name')}",
+            new=value("value"),
+            reason="the procedure's default" if p.get("default") else "set for this batch",
+        )
+    if entry.kind is EntryKind.SIGNATURE:
+        return audited(
+            "e-signature",
+            f"step {where}",
+            new=value("value"),
+            reason=f"{text('meaning')} as {text('role')} by {text('printed_name')}; "
+            f"record sha256 {text('sha256')}",
+        )
+    if entry.kind is EntryKind.PROMPT and "rejected" in p:
+        return audited(
+            "entry rejected",
+            f"step {where}",
+            new=value("rejected"),
+            reason=text("why"),
+        )
+    if entry.kind is EntryKind.DEVIATION:
+        return audited(
+            "deviation",
+            f"device {entry.device}" if entry.device else f"step {where or entry.batch}",
+            new=value("deviation"),
+            reason=text("message") or text("error") or text("deviation"),
+        )
+    if entry.kind is EntryKind.INTERLOCK and "interlock" in p and "action" in p:
+        return audited(
+            "interlock tripped",
+            text("interlock"),
+            new=value("action"),
+            reason=text("reason"),
+        )
+    if entry.kind is EntryKind.ALARM:
+        raised = _names(p.get("raised"))
+        cleared = _names(p.get("cleared"))
+        return audited(
+            "device alarms changed",
+            f"device {entry.device}",
+            old=list(cleared),
+            new=value("active"),
+            reason=f"raised {', '.join(raised)}" if raised else f"cleared {', '.join(cleared)}",
+        )
+    return None  # process data (commands, results, records, steps): the journal keeps them
+
+
+def _names(value: JSONValue) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
