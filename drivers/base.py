@@ -24,6 +24,7 @@ from flexctl.clock import Clock
 from flexctl.errors import (
     ConditionTimeout,
     ConfigurationError,
+    FlexctlError,
     OutOfRangeError,
     ProtocolError,
     Where,
@@ -55,6 +56,17 @@ class SafeAction(StrEnum):
 
     HOLD = "hold"
     ABORT = "abort"
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A command sent before a crash took effect: what the command would have returned."""
+
+    result: Any = None
+
+
+class CannotTell(FlexctlError):
+    """The device state does not show whether a command sent before a crash took effect."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,8 @@ class Driver(ABC):
     #: Method -> argument -> the signal whose profile limits bound it, so a
     #: procedure's literal arguments are checked before a batch starts.
     argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    #: Methods whose second sending does what one does (see :meth:`recover`).
+    resendable: ClassVar[frozenset[str]] = frozenset()
     #: Process values the historian keeps (those the profile binds), read with
     #: the interlock monitor's check of the device.
     trends: ClassVar[tuple[str, ...]] = ()
@@ -339,6 +353,23 @@ class Driver(ABC):
     @abstractmethod
     async def safe_state(self, action: SafeAction) -> None:
         """Put the device where a held or aborted batch leaves it safely."""
+
+    async def recover(self, method: str, args: Mapping[str, Value]) -> Recovered | None:
+        """After a supervisor crash: did ``method(**args)``, sent just before it, take effect?
+
+        Reads the device (never sends the command) and returns :class:`Recovered`
+        with what the method would have returned when the device shows it took
+        effect (waiting, as the method would, for what it waits for), or None
+        when the device shows it did not, so sending it again is safe. Raises
+        :class:`CannotTell` when the device state cannot say: a person decides.
+
+        The default: a method in :attr:`resendable` (one whose second sending
+        does what one does: a setpoint, a start or stop that is already so) is
+        None; any other method cannot tell.
+        """
+        if method in self.resendable:
+            return None
+        raise CannotTell(f"{self.name}: the device state does not show whether {method} ran")
 
     def describe(self) -> dict[str, Any]:
         """Signals and commands with units and limits, for validation and the console."""
