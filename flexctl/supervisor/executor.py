@@ -119,6 +119,7 @@ from flexctl.supervisor.batch_state import (
 )
 from flexctl.supervisor.interlocks import AlarmInterlock, Interlock, parse_alarms
 from flexctl.supervisor.prompts import PromptDeclined, Prompter, PromptRequest, check_answer
+from flexctl.supervisor.resumption import Resumption
 from flexctl.transports.base import ConnectionState
 
 __all__ = [
@@ -424,6 +425,8 @@ class Executor:
         self._unsafe: set[str] = set()  # devices whose hold safe state failed
         self._unknown: _Unknown | None = None  # a step command whose outcome is unknown
         self._done_by_decision: str | None = None  # step a person declared done at restart
+        self._resumed: Resumption | None = None  # until the interrupted step is reached
+        self._wait_began: dict[str, float] = {}  # a resumed wait step's original start
         # For the life of the executor, so a Reset after the run is journaled too.
         self.machine.on_change(self._on_transition)
 
@@ -636,8 +639,17 @@ class Executor:
 
     # -- running ----------------------------------------------------------------------
 
-    async def run(self, *, actor: str) -> BatchState:
-        """Start the batch as ``actor`` and run it to Complete, Stopped or Aborted."""
+    async def run(self, *, actor: str, resume: Resumption | None = None) -> BatchState:
+        """Start the batch as ``actor`` and run it to Complete, Stopped or Aborted.
+
+        With ``resume`` (what :func:`~flexctl.supervisor.resumption.replay` read
+        from the batch's journal after its supervisor died), the batch continues
+        instead: its state is restored, finished steps are not run again, every
+        device is re-read as at a restart (a failure holds), a command that was
+        sent by the interrupted step without a journaled result is asked of its
+        device (:meth:`~drivers.base.Driver.recover`: done, resend, or a person
+        decides), and an interrupted ``wait`` keeps its deadline.
+        """
         if self._running:
             raise RuntimeError("this executor is already running")
         if not actor.strip() or actor == SYSTEM:
@@ -650,6 +662,11 @@ class Executor:
                 unsubscribe.append(transport.on_state(partial(self._on_link, name)))
         hard = True
         try:
+            if resume is not None:
+                await self._resume(resume, actor)
+                state = await self._run_units()
+                hard = False
+                return state
             for name, value in self.batch.parameters.items():
                 param = self.procedure.parameters[name]
                 self._write(
@@ -666,18 +683,10 @@ class Executor:
                 actor=actor,
                 reason=f"procedure {self.procedure.name} {self.procedure.version}",
             )
-            monitor = _Worker(f"flexctl-monitor-{self.batch.batch_id}")
-            self._monitor = monitor
-            monitor.start(self._monitor_loop(monitor)).add_done_callback(self._monitor_ended)
-            for unit in self.procedure.unit_procedures:
-                if not await self._run_unit(unit):
-                    break
-            else:
-                self._unit = None
-                if await self._settle(None):
-                    self.machine.complete(reason="every unit procedure has run")
+            self._start_monitor()
+            state = await self._run_units()
             hard = False
-            return self.machine.state
+            return state
         finally:
             try:
                 await self._shutdown(hard=hard)
@@ -685,6 +694,97 @@ class Executor:
                 for undo in unsubscribe:
                     undo()
                 self._running = False
+
+    def _start_monitor(self) -> None:
+        monitor = _Worker(f"flexctl-monitor-{self.batch.batch_id}")
+        self._monitor = monitor
+        monitor.start(self._monitor_loop(monitor)).add_done_callback(self._monitor_ended)
+
+    async def _run_units(self) -> BatchState:
+        for unit in self.procedure.unit_procedures:
+            if not await self._run_unit(unit):
+                break
+        else:
+            self._unit = None
+            if await self._settle(None):
+                self.machine.complete(reason="every unit procedure has run")
+        return self.machine.state
+
+    async def _resume(self, resume: Resumption, actor: str) -> None:
+        """Restore the batch as its journal left it, then check every device (see run)."""
+        if resume.state in FINAL or resume.state is S.Idle:
+            raise CommandRefused(
+                f"batch {self.batch.batch_id} is {resume.state.value}: nothing to resume"
+            )
+        self._unit = self._unit_of(resume.interrupted)
+        self.results = {k: dict(v) for k, v in resume.results.items()}
+        self._attempts = dict(resume.attempts)
+        self._alarms = dict(resume.alarms)
+        self._resumed = resume
+        self.machine.restore(
+            resume.state,
+            actor=actor,
+            reason=f"supervisor restarted; batch resumed from its journal "
+            f"(last entry at process time {resume.last_time:g} s)",
+        )
+        self._start_monitor()
+        if self.machine.state in (S.Running, S.Pausing, S.Paused, S.Stopping):
+            # As a restart: links, alarms, bands, owed safe states; a failure holds.
+            await self._restart_check()
+
+    def _unit_of(self, step_id: str | None) -> UnitProcedure | None:
+        for unit in self.procedure.unit_procedures:
+            if any(step.id == step_id for step in unit.steps):
+                return unit
+        return None
+
+    async def _recovered(self, unit: UnitProcedure, step: Step) -> bool:
+        """The interrupted step's command, sent before the crash: ask its device. True: done."""
+        resumed = self._resumed
+        if resumed is None or resumed.interrupted != step.id:
+            return False
+        self._resumed = None
+        if isinstance(step, WaitStep) and resumed.interrupted_at is not None:
+            self._wait_began[step.id] = resumed.interrupted_at  # it keeps its deadline
+        sent = resumed.sent
+        if sent is None or not isinstance(step, CommandStep):
+            return False  # nothing in flight: the step runs again from its start
+        where = {
+            "unit_procedure": unit.name,
+            "step": step.id,
+            "device": sent.device,
+            "method": sent.method,
+        }
+        try:
+            recovered = await self.drivers[sent.device].recover(sent.method, sent.args)
+        except Exception as exc:  # CannotTell, a lost link, a driver bug: a person decides
+            self._unknown = _Unknown(unit.name, step.id, sent.device, sent.method, str(exc))
+            self._write(
+                EntryKind.COMMAND_RESULT,
+                **where,
+                recovered="unknown",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            self._system_command(C.Hold, f"outcome of {step.id} unknown after the restart: {exc}")
+            return False
+        if recovered is None:
+            self._write(EntryKind.COMMAND_RESULT, **where, recovered="not sent", resend=True)
+            return False
+        fields = _fields(recovered.result)
+        self._write(
+            EntryKind.COMMAND_RESULT, **where, recovered="done", result=jsonable(recovered.result)
+        )
+        self.results[step.id] = fields
+        self._write(
+            EntryKind.STEP_END,
+            unit_procedure=unit.name,
+            step=step.id,
+            result="done",
+            reason="the device shows the command sent before the restart took effect",
+            fields=fields,
+        )
+        return True
 
     async def _shutdown(self, *, hard: bool) -> None:
         """End every worker; hard: cancel them all at once (run() is being cancelled).
@@ -723,15 +823,24 @@ class Executor:
             raise asyncio.CancelledError
 
     async def _run_unit(self, unit: UnitProcedure) -> bool:
-        """Run one unit procedure's steps; False when the batch ended meanwhile."""
+        """Run one unit procedure's steps; False when the batch ended meanwhile.
+
+        Steps already done (a resumed batch) are not run again.
+        """
+        steps = [step for step in unit.steps if step.id not in self.results]
+        if not steps:
+            return True
         self._unit = unit
         self._arming(unit, "armed")
         index = 0
-        while index < len(unit.steps):
+        while index < len(steps):
             if not await self._settle(unit):
                 return False
-            if await self._run_step(unit, unit.steps[index]):
+            step = steps[index]
+            if await self._recovered(unit, step):
                 index += 1
+            elif self.machine.state is S.Running and await self._run_step(unit, step):
+                index += 1  # (not Running: the recovery held; settle first)
         await self._stop_rules(f"unit procedure {unit.name} ended")
         self._arming(unit, "disarmed")
         self._unit = None
@@ -868,7 +977,8 @@ class Executor:
         if isinstance(step, SetStep):
             return await self._set(step, unit.name, worker)
         if isinstance(step, WaitStep):
-            await worker.safe(self.clock.sleep(step.duration.seconds))
+            began = self._wait_began.pop(step.id, self.clock.now())
+            await worker.safe(self.clock.sleep_until(began + step.duration.seconds))
             return {"seconds": step.duration.seconds}
         if isinstance(step, WaitUntilStep):
             return await self._wait_until(step, unit.name, worker)
