@@ -33,7 +33,14 @@ from typing import Any, ClassVar
 
 import structlog
 
-from drivers.base import PROGRAM_SIGNALS, DeviceStatus, Driver, SafeAction
+from drivers.base import (
+    PROGRAM_SIGNALS,
+    CannotTell,
+    DeviceStatus,
+    Driver,
+    Recovered,
+    SafeAction,
+)
 from flexctl.errors import DeviceBusyError, FlexctlError, OutOfRangeError, ProtocolError
 from flexctl.profile import Value
 
@@ -64,6 +71,10 @@ HARVEST_SIGNALS = ("harvest_count", "harvest_cells", "harvest_volume_ml", "harve
 #: Process seconds :meth:`Bioreactor.harvest` waits for a lost link before it gives up
 #: reading the figures back (they stay on the device: :meth:`Bioreactor.last_harvest`).
 RECOVER_WITHIN_S = 120.0
+
+#: How far the bag's volume may read from a seed's volume and still be that seed's
+#: culture (a fraction of it): the load cell's noise is well under 1 mL.
+SEED_VOLUME_TOLERANCE = 0.02
 
 #: The culture program's steps (as the device numbers and names them).
 STEP_BATCH = (1, "batch")
@@ -214,6 +225,34 @@ class Bioreactor(Driver):
         "rock_angle": "rock_angle_sp",
         "perfusion_rate": "perfusion_rate_sp",
     }
+    #: Setpoints, stops, the device's idempotent abort, perfuse (it brings the
+    #: pumps to a rate from whatever state it reads) and reads. ``sample`` too:
+    #: a second sending draws another sample (1 mL in a batch, from a culture of
+    #: at least 300 mL) and returns a fresh count of the same culture, which is
+    #: what the step asks for; the lost count cannot be read back (the device's
+    #: ``sample_*`` tags do not say which sample they are).
+    resendable: ClassVar[frozenset[str]] = frozenset(
+        {
+            "set_temperature",
+            "set_co2",
+            "set_rocking",
+            "set_perfusion_rate",
+            "stop_rocking",
+            "stop_perfusion",
+            "perfuse",
+            "abort",
+            "sample",
+            "culture",
+            "metabolites",
+            "alarms",
+            "last_harvest",
+            "status",
+            "alarm",
+            "reading",
+            "program",
+            "wait_program_done",
+        }
+    )
 
     # -- culture ------------------------------------------------------------------
 
@@ -507,6 +546,80 @@ class Bioreactor(Driver):
             return
         await self.abort()
 
+    # -- crash recovery ---------------------------------------------------------------
+
+    async def recover(self, method: str, args: Mapping[str, Value]) -> Recovered | None:
+        """Did ``method(**args)``, sent before a supervisor crash, take effect? (device reads only).
+
+        - ``seed``: a culture in the bag of the seed's volume: done; an empty bag:
+          not done; a culture of another volume: CannotTell.
+        - ``harvest``: an empty bag with a harvest on record: done, with that
+          harvest's figures; a bag with culture in it: not done.
+        - ``start_rocking`` (refused by the device while it rocks): rocking: done.
+        - ``start_perfusion`` (refused while perfusing): perfusing at the rate
+          asked: done; not perfusing, or at another rate: not done.
+        - :attr:`resendable` methods: not done (send again); others: CannotTell.
+        """
+        if method == "seed":
+            return await self._recover_seed(_number(self.name, args, "volume_ml"))
+        if method == "harvest":
+            return await self._recover_lost_harvest()
+        if method == "start_rocking":
+            return Recovered(None) if await self.get("rocking") is True else None
+        if method == "start_perfusion":
+            rate = _number(self.name, args, "rate_ml_per_day")
+            return await self._recover_start_perfusion(rate)
+        return await super().recover(method, args)
+
+    async def _recover_seed(self, volume_ml: float) -> Recovered | None:
+        values = await self.read(("volume", "culture_day", "program_state"))
+        volume = _float(values["volume"])
+        if volume <= 0:
+            return None  # an empty bag: the seed did not land
+        # The device refuses a seed into a bag that is not empty, so a culture of
+        # this volume is this seed's; one of another volume was there before it.
+        if abs(volume - volume_ml) <= SEED_VOLUME_TOLERANCE * volume_ml:
+            return Recovered(None)
+        raise CannotTell(
+            f"{self.name}: the bag holds {volume:.1f} mL of culture (day "
+            f"{_float(values['culture_day']):.2f}, program {values['program_state']}), not the "
+            f"{volume_ml:g} mL the seed asked for: either a culture was in the bag before "
+            "(and the device refused the seed) or this seed's culture has been fed, sampled "
+            "or perfused since"
+        )
+
+    async def _recover_lost_harvest(self) -> Recovered | None:
+        values = await self.read(("volume", *HARVEST_SIGNALS))
+        if _float(values["volume"]) > 0:
+            return None  # culture still in the bag: it was not drained
+        if _whole(values["harvest_count"]) == 0:
+            return None  # empty and never harvested: the device refuses it as before
+        # Only a harvest empties a bag (a sample may not drain it), so an empty bag
+        # with a harvest on record was drained by it; the device keeps its figures.
+        # (If the bag was already empty when the harvest was sent, the method
+        # would have raised AlreadyHarvested with these same figures.)
+        harvest = self._harvest_from(values, recovered=True)
+        log.warning(
+            "harvest sent before a restart; figures read back from the device",
+            device=self.name,
+            harvest=harvest.number,
+            viable_cells=harvest.viable_cells,
+            volume_ml=harvest.volume_ml,
+            viability_pct=harvest.viability_pct,
+        )
+        return Recovered(harvest)
+
+    async def _recover_start_perfusion(self, rate_ml_per_day: float) -> Recovered | None:
+        values = await self.read(("perfusing", "perfusion_rate_sp"))
+        if values["perfusing"] is not True:
+            return None
+        # start_perfusion writes the rate it is given; another rate means the pumps
+        # ran before it and the device refused it (as it would again).
+        rate = _float(values["perfusion_rate_sp"])
+        if math.isclose(rate, rate_ml_per_day, rel_tol=1e-6, abs_tol=1e-3):
+            return Recovered(None)
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Signals, commands and what hold and abort do to this device."""
         description = super().describe()
@@ -532,6 +645,14 @@ def _float(value: Value) -> float:
 
 def _whole(value: Value) -> int:
     return int(value)
+
+
+def _number(device: str, args: Mapping[str, Value], name: str) -> float:
+    """A number argument of a journaled call; CannotTell when it is missing or not one."""
+    value = args.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CannotTell(f"{device}: the journaled call gives no number {name} (got {value!r})")
+    return float(value)
 
 
 def _alarms(value: Value) -> tuple[str, ...]:

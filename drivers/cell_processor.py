@@ -19,12 +19,14 @@ fills the others with the device's own defaults, which the device ignores.
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from drivers.base import Driver, ProgramState, SafeAction
+from drivers.base import CannotTell, Driver, ProgramState, Recovered, SafeAction
 from flexctl.errors import OutOfRangeError, ProgramAborted, ProtocolError
 from flexctl.profile import Value
 
@@ -59,6 +61,16 @@ _RESULT = (
     "recovery_pct",
     "bags_filled",
     "runtime_s",
+)
+#: What recovery reads to tell whether a program was started on the loaded input.
+_STARTED = (
+    *_INPUT,
+    "program",
+    "program_state",
+    "step_name",
+    "runtime_s",
+    "output_volume_ml",
+    "bags_filled",
 )
 
 
@@ -128,7 +140,12 @@ def _whole(name: str, value: int, limits: tuple[int, int]) -> int:
     return value
 
 
-def _float(values: dict[str, Value], name: str, device: str) -> float:
+def _same(seen: float, asked: float) -> bool:
+    """A figure read back equals the one sent, up to float32 on the wire and device rounding."""
+    return math.isclose(float(seen), float(asked), rel_tol=1e-5, abs_tol=1e-3)
+
+
+def _float(values: Mapping[str, Value], name: str, device: str) -> float:
     value = values[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError(device, f"{name}: expected a number, read {value!r}")
@@ -167,6 +184,22 @@ class CellProcessor(Driver):
         "runtime_s",
     )
     required_commands: ClassVar[tuple[str, ...]] = ("load", "start_program", "abort", "unload")
+    #: Setpoints (IV, RV), the abort (no effect when idle) and reads.
+    resendable: ClassVar[frozenset[str]] = frozenset(
+        {
+            "set_intermediate_volume",
+            "set_rinse_volume",
+            "abort",
+            "input_bag",
+            "result",
+            "wait_bags_filled",
+            "status",
+            "alarm",
+            "reading",
+            "program",
+            "wait_program_done",
+        }
+    )
 
     # -- the input bag --------------------------------------------------------------
 
@@ -413,6 +446,147 @@ class CellProcessor(Driver):
         """Abort the running program; the cells stay in the kit (no output). Idle: no effect."""
         await self.command("abort")
 
+    # -- crash recovery -------------------------------------------------------------
+
+    async def recover(self, method: str, args: Mapping[str, Value]) -> Recovered | None:
+        """Did ``method(**args)``, sent before a supervisor crash, take effect? (device reads only).
+
+        - ``load_input``: an unprocessed input with these figures: done; no
+          unprocessed input: not done; another input: CannotTell.
+        - ``start_program``, ``run_program`` and the five programs: an input still
+          waiting unprocessed: not started. Otherwise the device's ``program`` must
+          name this program: running, the program methods wait for its end as they
+          would (within what is left of ``within``, by the device's runtime) and
+          return its result; complete, its result (start_program: None); aborted,
+          ProgramAborted as the method would raise. No input at all: not done.
+        - ``unload``: the product still in the device: not done; the device
+          empty: CannotTell (an unload clears the output figures it returned).
+        - :attr:`resendable` methods: not done (send again); others: CannotTell.
+        """
+        if method == "load_input":
+            return await self._recover_load(self._arguments(method, args))
+        if method == "unload":
+            return await self._recover_unload()
+        if method in _PROGRAM_METHODS:
+            call = self._arguments(method, args)
+            program = _PROGRAM_METHODS[method] or call["program"]
+            # start_program returns at once; the others wait for the program's end.
+            waits = method != "start_program"
+            return await self._recover_program(
+                str(program),
+                final_volume_ml=call.get("final_volume_ml", DEFAULT_FINAL_VOLUME_ML),
+                bag_count=call.get("bag_count", DEFAULT_BAG_COUNT),
+                bag_volume_ml=call.get("bag_volume_ml", DEFAULT_BAG_VOLUME_ML),
+                wait=(call["within"], call["poll"]) if waits else None,
+            )
+        return await super().recover(method, args)
+
+    def _arguments(self, method: str, args: Mapping[str, Value]) -> dict[str, Any]:
+        """The journaled arguments bound to ``method`` as its call would, defaults filled in."""
+        try:
+            bound = inspect.signature(getattr(self, method)).bind(**args)
+        except TypeError as exc:
+            raise CannotTell(
+                f"{self.name}: the journaled call {method}({dict(args)}) does not bind: {exc}"
+            ) from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    async def _recover_load(self, call: Mapping[str, Any]) -> Recovered | None:
+        bag = await self.input_bag()
+        if not bag.loaded:
+            # No input waits: this load did not land (had it, no program could
+            # have drawn the input in since, for nothing was sent after it).
+            return None
+        seen = (bag.volume_ml, bag.cells, bag.viability_pct)
+        asked = (call["volume_ml"], call["cells"], call["viability_pct"])
+        if all(_same(a, b) for a, b in zip(seen, asked, strict=True)):
+            return Recovered(None)
+        raise CannotTell(
+            f"{self.name}: an input of {bag.volume_ml:g} mL, {bag.cells:.4g} cells, "
+            f"{bag.viability_pct:g} % is loaded, not the {float(asked[0]):g} mL, "
+            f"{float(asked[1]):.4g} cells, {float(asked[2]):g} % this load gave: "
+            "another bag is connected"
+        )
+
+    async def _recover_unload(self) -> Recovered | None:
+        values = await self.read(("input_volume_ml", "input_loaded", "output_volume_ml"))
+        held = _float(values, "input_volume_ml", self.name)
+        output = _float(values, "output_volume_ml", self.name)
+        if held > 0 or output > 0 or bool(values["input_loaded"]):
+            return None  # unload clears input and output: it did not land
+        raise CannotTell(
+            f"{self.name}: the device is empty (no input, no output): the unload landed, or "
+            "there was nothing to unload; the output figures it returned are cleared on the "
+            "device (the program's result, journaled at the step before, has them)"
+        )
+
+    async def _recover_program(
+        self,
+        program: str,
+        *,
+        final_volume_ml: float,
+        bag_count: int,
+        bag_volume_ml: float,
+        wait: tuple[float, float] | None,
+    ) -> Recovered | None:
+        try:
+            name = ProcessProgram(program)
+        except ValueError:
+            return None  # refused unsent by start_program: sending it again is as safe
+        values = await self.read(_STARTED)
+        if bool(values["input_loaded"]):
+            return None  # the input waits unprocessed: no program started on it
+        if _float(values, "input_volume_ml", self.name) <= 0:
+            return None  # no input at all: the device refuses a start, as it did
+        state = self.as_program_state(values["program_state"])
+        seen = str(values["program"])
+        if seen != name.value or state is ProgramState.STOPPED:
+            raise CannotTell(
+                f"{self.name}: the input was drawn into program {seen} ({state.value}, step "
+                f"{values['step_name'] or '-'}), not {name.value}: the device does not show "
+                f"that this start of {name.value} landed"
+            )
+        if state is ProgramState.RUNNING and wait is not None:
+            within, poll = wait
+            # run_program's ``within`` counts from the start; the device's runtime says
+            # how much of it has gone.
+            left = max(0.0, within - _float(values, "runtime_s", self.name))
+            state = await self.wait_program_done(within=left, poll=poll)
+            values = await self.read(_STARTED)
+        if state is ProgramState.ABORTED:
+            if wait is None:
+                return Recovered(None)  # start_program returns at its start
+            raise ProgramAborted(self.name, name.value, str(values["step_name"]))
+        if state is ProgramState.COMPLETE:
+            self._check_made(name, values, final_volume_ml, bag_count, bag_volume_ml)
+        if wait is None:
+            return Recovered(None)
+        return Recovered(await self.result())
+
+    def _check_made(
+        self,
+        name: ProcessProgram,
+        values: Mapping[str, Value],
+        final_volume_ml: float,
+        bag_count: int,
+        bag_volume_ml: float,
+    ) -> None:
+        """A complete run's output must be what this call asked for (volume, bags)."""
+        volume = _float(values, "output_volume_ml", self.name)
+        bags = int(_float(values, "bags_filled", self.name))
+        if name is ProcessProgram.FORMULATION:
+            asked = f"{bag_count} bag(s) of {bag_volume_ml:g} mL"
+            made = bags == bag_count and _same(volume, bag_count * bag_volume_ml)
+        else:
+            asked = f"{final_volume_ml:g} mL"
+            made = _same(volume, final_volume_ml)
+        if not made:
+            raise CannotTell(
+                f"{self.name}: program {name.value} is complete with {volume:g} mL in "
+                f"{bags} bag(s), not the {asked} this call asked for: another run of it"
+            )
+
     # -- safe state -----------------------------------------------------------------
 
     async def safe_state(self, action: SafeAction) -> None:
@@ -428,3 +602,15 @@ class CellProcessor(Driver):
         """
         if action is SafeAction.ABORT:
             await self.abort()
+
+
+#: Methods that start a program -> the program they start (None: the ``program`` argument).
+_PROGRAM_METHODS: Mapping[str, ProcessProgram | None] = {
+    "start_program": None,
+    "run_program": None,
+    "isolation": ProcessProgram.ISOLATION,
+    "wash": ProcessProgram.WASH,
+    "volume_reduction": ProcessProgram.VOLUME_REDUCTION,
+    "culture_harvest": ProcessProgram.CULTURE_HARVEST,
+    "formulation": ProcessProgram.FORMULATION,
+}

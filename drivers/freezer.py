@@ -30,10 +30,12 @@ import structlog
 
 from drivers.base import (
     PROGRAM_SIGNALS,
+    CannotTell,
     DeviceStatus,
     Driver,
     Program,
     ProgramState,
+    Recovered,
     SafeAction,
 )
 from flexctl.errors import (
@@ -66,6 +68,20 @@ _RECORD_SIGNALS = (
     "chamber_temperature",
     "chamber_sp",
     "sample_temperature",
+)
+
+#: What recovery reads of a start: the program, the loaded profile, the chamber. Not
+#: step_name: a serial reply cannot carry a custom profile's ("segment N").
+_RECOVER_SIGNALS = (
+    "program_state",
+    "step_number",
+    "runtime_s",
+    "profile_name",
+    "segment",
+    "segment_count",
+    "alarm",
+    "chamber_temperature",
+    "chamber_sp",
 )
 
 
@@ -174,6 +190,28 @@ class Freezer(Driver):
         "abort",
     )
     targets = {"chamber_temperature": "chamber_sp"}
+    #: The idle setpoint, stop and abort (no effect unless a program runs), reads,
+    #: waits, and define_profile: it rewrites the draft from segment 1 and commits
+    #: it whole, so a second definition loads the same profile.
+    resendable: ClassVar[frozenset[str]] = frozenset(
+        {
+            "set_chamber",
+            "set_chamber_and_wait",
+            "define_profile",
+            "stop",
+            "abort",
+            "temperatures",
+            "door_closed",
+            "run_state",
+            "wait_done",
+            "follow_run",
+            "status",
+            "alarm",
+            "reading",
+            "program",
+            "wait_program_done",
+        }
+    )
 
     # -- readings -------------------------------------------------------------------
 
@@ -360,6 +398,49 @@ class Freezer(Driver):
             return
         await self.command("abort")
         log.warning("freezer aborted for safe state", device=self.name)
+
+    # -- crash recovery -------------------------------------------------------------------
+
+    async def recover(self, method: str, args: Mapping[str, Value]) -> Recovered | None:
+        """Did ``method(**args)``, sent before a supervisor crash, take effect? (device reads only).
+
+        ``run_profile(name)`` and ``start()`` return once the program starts:
+
+        - running (with ``name`` loaded): done. A program runs only when started,
+          and neither method sends a start while one runs.
+        - ``name`` not loaded (run_profile): its load, and so its start, did not
+          land: not done. No program run since power-on (step 0): not done.
+        - Complete, Stopped or Aborted: CannotTell. The device keeps the last run's
+          end until the next start, so this start's end and the previous run's look
+          alike: a person tells them apart (the chamber's temperature, the time).
+
+        :attr:`resendable` methods: not done (send again); others: CannotTell.
+        """
+        if method == "run_profile":
+            return await self._recover_start(str(args.get("name", STANDARD_PROFILE)))
+        if method == "start":
+            return await self._recover_start(None)
+        return await super().recover(method, args)
+
+    async def _recover_start(self, profile: str | None) -> Recovered | None:
+        if profile is not None and profile not in BUILT_IN_PROFILES:
+            return None  # refused unsent: sending it again is as safe
+        v = await self.read(_RECOVER_SIGNALS)
+        state = self.as_program_state(v["program_state"])
+        if profile is not None and str(v["profile_name"]) != profile:
+            return None  # load_profile, sent first, did not land: nor did the start
+        if state is ProgramState.RUNNING:
+            return Recovered(None)
+        if int(v["step_number"]) == 0:
+            return None  # no program has run since power-on
+        raise CannotTell(
+            f"{self.name}: the program reads {state.value} (profile "
+            f"{v['profile_name']}, segment {v['segment']} of {v['segment_count']}, runtime "
+            f"{float(v['runtime_s']):.0f} s, alarm {v['alarm'] or 'none'}; chamber "
+            f"{float(v['chamber_temperature']):.1f} °C, setpoint {float(v['chamber_sp']):g} °C): "
+            "either this start ran to that end or it is the previous run's and this start "
+            "never landed; the device does not say which"
+        )
 
     # -- checks -----------------------------------------------------------------------
 

@@ -15,13 +15,23 @@ and a hardware profile simply leaves them out.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 import structlog
 
-from drivers.base import PROGRAM_SIGNALS, Driver, ProgramState, SafeAction
+from drivers.base import (
+    PROGRAM_SIGNALS,
+    CannotTell,
+    Driver,
+    ProgramState,
+    Recovered,
+    SafeAction,
+)
 from flexctl.errors import ConditionTimeout, DeviceBusyError, OutOfRangeError, ProtocolError
+from flexctl.profile import Value
 
 log = structlog.get_logger("flexctl.driver.thaw")
 
@@ -116,6 +126,26 @@ class ThawDevice(Driver):
     )
     required_commands: ClassVar[tuple[str, ...]] = ("start", "stop", "abort")
     targets = {"plate_temperature": "plate_sp"}
+    #: Stop and abort (no effect unless a program runs), reads and waits.
+    resendable: ClassVar[frozenset[str]] = frozenset(
+        {
+            "stop",
+            "abort",
+            "bag_loaded",
+            "temperatures",
+            "end_point_detected",
+            "thaw_complete",
+            "result",
+            "wait_end_point",
+            "wait_complete",
+            "follow_thaw",
+            "status",
+            "alarm",
+            "reading",
+            "program",
+            "wait_program_done",
+        }
+    )
 
     # -- the bag (twin only) ------------------------------------------------------------
 
@@ -258,6 +288,82 @@ class ThawDevice(Driver):
             if self.clock.now() >= deadline:
                 raise ConditionTimeout(self.name, "thaw program done", within)
             await self.clock.sleep_until(min(deadline, self.clock.now() + every))
+
+    # -- crash recovery -------------------------------------------------------------------
+
+    async def recover(self, method: str, args: Mapping[str, Value]) -> Recovered | None:
+        """Did ``method(**args)``, sent before a supervisor crash, take effect? (device reads only).
+
+        - ``twin_load_bag``: a bag of that fill on the plate: done; no bag: not
+          done; a bag of another fill: CannotTell.
+        - ``twin_unload_bag``: no bag: done, with the sample sensor's reading
+          (the twin's sensor keeps the last bag's temperature); a bag: not done.
+        - ``start`` (returns at once): a thaw running, or an end point or completion
+          on the bag on the plate (both flags are cleared when a bag is placed):
+          done; no bag, a program never run, or a Complete left by the previous
+          bag: not done; a Stopped or Aborted run without an end point: CannotTell
+          (this start's or the previous bag's).
+        - :attr:`resendable` methods: not done (send again); others: CannotTell.
+        """
+        if method == "twin_load_bag":
+            return await self._recover_load(args.get("volume_ml"))
+        if method == "twin_unload_bag":
+            values = await self.read(["bag_loaded", "sample_temperature"])
+            if bool(values["bag_loaded"]):
+                return None
+            return Recovered(float(values["sample_temperature"]))
+        if method == "start":
+            return await self._recover_start(str(args.get("program", STANDARD_PROGRAM)))
+        return await super().recover(method, args)
+
+    async def _recover_load(self, volume_ml: Value | None) -> Recovered | None:
+        if not await self.bag_loaded():
+            return None
+        if "fill_volume_ml" not in self.transport.profile.signals:
+            return Recovered(None)  # a bag is on the plate; the profile cannot say its fill
+        fill = float(await self.get("fill_volume_ml"))
+        if isinstance(volume_ml, int | float) and math.isclose(
+            fill, float(volume_ml), rel_tol=1e-5, abs_tol=1e-3
+        ):
+            return Recovered(None)
+        raise CannotTell(
+            f"{self.name}: a bag of {fill:g} mL is on the plate, not the {volume_ml!r} mL this "
+            "load placed: another bag"
+        )
+
+    async def _recover_start(self, program: str) -> Recovered | None:
+        if program not in PROGRAMS:
+            return None  # refused unsent: sending it again is as safe
+        v = await self.read(
+            [
+                "bag_loaded",
+                "program_state",
+                "step_number",
+                "step_name",
+                "end_point_detected",
+                "thaw_complete",
+                "alarm",
+            ]
+        )
+        if not bool(v["bag_loaded"]):
+            return None  # the device refuses a start with no bag, as it did
+        state = self.as_program_state(v["program_state"])
+        if state is ProgramState.RUNNING:
+            return Recovered(None)
+        # Placing a bag clears both flags, so either one set is a thaw of the bag now
+        # on the plate; with the bag just placed, that thaw is this start's.
+        if bool(v["end_point_detected"]) or bool(v["thaw_complete"]):
+            return Recovered(None)
+        if state is ProgramState.COMPLETE or int(v["step_number"]) == 0:
+            # Complete needs the end point, which this bag has not had: the previous
+            # bag's run. Step 0: no program has run since power-on.
+            return None
+        raise CannotTell(
+            f"{self.name}: the program reads {state.value} (step {v['step_name'] or '-'}, alarm "
+            f"{v['alarm'] or 'none'}) with no end point on the bag on the plate: either this "
+            "start ran and was stopped or aborted, or that is the previous run and this start "
+            "never landed"
+        )
 
     async def safe_state(self, action: SafeAction) -> None:
         """Leave a thaw where it does least harm to the product.
