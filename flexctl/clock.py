@@ -102,11 +102,14 @@ class _Counting:
 
 
 class RealClock(_Counting):
-    """Wall time, for hardware. ``now()`` counts from the clock's creation."""
+    """Wall time, for hardware. ``now()`` counts from the clock's creation, from ``start``.
 
-    def __init__(self) -> None:
+    ``start`` lets a resumed batch's process time go on from where its journal ended.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
         super().__init__()
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - float(start)
 
     def now(self) -> float:
         return time.monotonic() - self._t0
@@ -124,16 +127,17 @@ class RealClock(_Counting):
 class ScaledClock(_Counting):
     """Wall time multiplied by ``factor``: for demos and for twins in another process.
 
-    ``epoch`` is the UTC time that process time 0 stands for (default: now).
+    ``epoch`` is the UTC time that process time 0 stands for (default: now);
+    ``start`` the process time at creation (a resumed batch goes on from its journal).
     """
 
-    def __init__(self, factor: float, epoch: datetime | None = None) -> None:
+    def __init__(self, factor: float, epoch: datetime | None = None, start: float = 0.0) -> None:
         if not factor > 0:
             raise ValueError(f"ScaledClock factor must be > 0, got {factor!r}")
         super().__init__()
         self.factor = float(factor)
         self.epoch = epoch or datetime.now(UTC)
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - float(start) / self.factor
 
     def now(self) -> float:
         return (time.monotonic() - self._t0) * self.factor

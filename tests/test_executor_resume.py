@@ -193,3 +193,23 @@ async def test_a_held_batch_resumes_held(rig: Rig) -> None:
 def test_a_journal_without_a_started_batch_has_nothing_to_resume() -> None:
     with pytest.raises(NothingToResume):
         replay(make_procedure(LONG), [])
+
+
+async def test_a_wait_resumed_twice_keeps_its_first_deadline(rig: Rig) -> None:
+    entries = await crash_when(rig, LONG, started("soak"))
+    began = next(e.process_time for e in entries if e.step == "soak")
+    for _ in range(2):  # resumed, and crashed again half an hour later
+        await rig.clock.sleep(30 * MIN)
+        executor, journal = resumed(rig, LONG)
+        task = asyncio.get_running_loop().create_task(
+            executor.run(actor="alice", resume=replay(make_procedure(LONG), entries))
+        )
+        await rig.clock.sleep(MIN)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        entries += journal.entries()
+    resume = replay(make_procedure(LONG), entries)
+    assert resume.interrupted == "soak" and resume.interrupted_at == began
+    executor, _ = resumed(rig, LONG)
+    assert await executor.run(actor="alice", resume=resume) is S.Complete
+    assert rig.devices["tank"].calls[-1][0] == began + 2 * 3600

@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from flexctl.cli import audit, demo, run, sim, users, validate
+from flexctl.cli import audit, demo, report, resume, run, sim, users, validate
 from flexctl.errors import ConfigurationError, FlexctlError
 from flexctl.logs import configure_logging
 
@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_parser(sim_tools)
     validate.add_parser(commands)
     run.add_parser(commands)
+    resume.add_parser(commands)
     audit.add_parser(commands)
     users.add_parser(commands)
+    report.add_parser(commands)
     return parser
 
 

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from flexctl.record.store import BatchInfo
     from flexctl.supervisor.batch_state import BatchState
     from flexctl.supervisor.executor import Executor
+    from flexctl.supervisor.resumption import Resumption
 
 # The exit codes of flexctl.cli.main (imported from there would be circular).
 EXIT_OK: Final = 0
@@ -187,6 +188,11 @@ class Plan:
     auto_sign_why: str
     monitor_period: float
     db: Path = Path(DEFAULT_DB)
+    #: A batch that goes on from its journal (flexctl resume), instead of a new one.
+    resume: Resumption | None = None
+    #: Its process time and the UTC time process time 0 stood for, to go on from.
+    clock_start: float = 0.0
+    epoch: datetime | None = None
     simulated: dict[str, Literal] = field(default_factory=dict)
     answers: dict[str, Literal] = field(default_factory=dict)
     answer_notes: list[str] = field(default_factory=list)
@@ -638,10 +644,10 @@ def _make_clock(plan: Plan) -> Clock:
     from flexctl.clock import RealClock, ScaledClock, VirtualClock
 
     if plan.clock == "virtual":
-        return VirtualClock()
+        return VirtualClock(start=plan.clock_start, epoch=plan.epoch)
     if plan.clock == "scaled":
-        return ScaledClock(plan.speed)
-    return RealClock()
+        return ScaledClock(plan.speed, epoch=plan.epoch, start=plan.clock_start)
+    return RealClock(start=plan.clock_start)
 
 
 def _header(plan: Plan, out: Output, actor: str) -> None:
@@ -695,6 +701,8 @@ def _open_store(plan: Plan) -> SqliteStore:
         store = SqliteStore(plan.db)
     except RecordError as exc:
         raise ConfigurationError(Where(str(plan.db)), str(exc)) from None
+    if plan.resume is not None:
+        return store  # flexctl resume found the batch there
     if any(b.batch_id == plan.batch_id for b in store.batches()):
         store.close()
         raise ConfigurationError(
@@ -723,12 +731,15 @@ def _close_record(historian: Historian, store: SqliteStore) -> None:
 def _start_record(
     plan: Plan, store: SqliteStore, runtime: LineRuntime, *, clock: Clock, actor: str, out: Output
 ) -> BatchRecord:
-    """Say the line is up, create the batch in the store (audited); the batch's record."""
-    from flexctl.record.batch_record import create_batch
+    """Say the line is up; create the batch in the store (audited), or open the resumed one."""
+    from flexctl.record.batch_record import BatchRecord, create_batch
 
     origins = plan.origins
     described = runtime.describe().values()
     out.line("line up: " + ", ".join(f"{d.name} {d.source} ({origins[d.name]})" for d in described))
+    if plan.resume is not None:
+        out.line(f"record: batch {plan.batch_id} resumed in {store.location}")
+        return BatchRecord(store, plan.batch_id)
     info = _batch_info(plan, runtime, clock, actor)
     record = create_batch(store, info, process_time=clock.now())
     out.line(f"record: batch {plan.batch_id} in {store.location}")
@@ -813,22 +824,43 @@ async def run_batch(
     ``out`` takes the progress and the summary (default stdout); ``observers``
     see every journal entry as it is written (tests).
     """
-    from flexctl.cli.progress import Output
-
     began = time.perf_counter()
-    stream = Output(out)
     planned = _plan(args)
     if not isinstance(planned, Plan):
-        for problem in planned:
-            print(problem, file=sys.stderr)
-        count = len(planned)
-        print(
-            f"flexctl run {args.procedure}: {count} problem{'s' if count != 1 else ''}; "
-            "nothing was started",
-            file=sys.stderr,
-        )
+        _print_problems(f"flexctl run {args.procedure}", planned)
         return RunOutcome(EXIT_BAD_INPUT)
+    from flexctl.cli.resume import unfinished_plan
+
+    resumed = unfinished_plan(planned, args, out=out)
+    if isinstance(resumed, list):
+        _print_problems(f"flexctl run {args.procedure}", resumed)
+        return RunOutcome(EXIT_BAD_INPUT)
+    return await run_plan(resumed or planned, out=out, observers=observers, began=began)
+
+
+def _print_problems(what: str, problems: Sequence[ConfigurationError]) -> None:
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    count = len(problems)
+    print(
+        f"{what}: {count} problem{'s' if count != 1 else ''}; nothing was started",
+        file=sys.stderr,
+    )
+
+
+async def run_plan(
+    planned: Plan,
+    *,
+    out: TextIO | None = None,
+    observers: Sequence[Callable[[JournalEntry], object]] = (),
+    began: float | None = None,
+) -> RunOutcome:
+    """Run a checked plan (a new batch, or a resumed one), print its summary."""
+    from flexctl.cli.progress import Output
     from flexctl.supervisor.batch_state import FINAL
+
+    began = time.perf_counter() if began is None else began
+    stream = Output(out)
 
     outcome = await _execute(planned, stream, observers)
     if outcome.summary is not None:
@@ -906,7 +938,7 @@ async def _execute(
                 historian=historian,
             )
             signals.executor = headless.executor = executor
-            await executor.run(actor=actor)
+            await executor.run(actor=actor, resume=plan.resume)
     except asyncio.CancelledError:
         # Ours (a second Ctrl-C, or one before the batch started): exit 130, no trace.
         if not signals.hard or task.uncancel() > 0:

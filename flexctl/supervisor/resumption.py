@@ -37,7 +37,8 @@ class Resumption:
     #: step id -> the result fields of its latest ``done`` end
     results: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
     attempts: Mapping[str, int] = field(default_factory=dict)
-    #: the step started and not ended, if any, and the process time it (last) started
+    #: the step started and not ended, if any, and the process time it started (its
+    #: first start since it last ended: a crash does not end it, so a wait keeps its deadline)
     interrupted: str | None = None
     interrupted_at: float | None = None
     #: that step's command journaled as sent without a result
@@ -71,7 +72,9 @@ def replay(procedure: Procedure, entries: Sequence[JournalEntry]) -> Resumption:
         if entry.kind is EntryKind.BATCH_STATE and "new" in p:
             state = BatchState(str(p["new"]))
         elif entry.kind is EntryKind.STEP_START and entry.step in steps:
-            open_step, open_at, sent = entry.step, entry.process_time, None
+            if entry.step != open_step:  # not the same step started again after a crash
+                open_at = entry.process_time
+            open_step, sent = entry.step, None
             attempts[entry.step] = max(attempts.get(entry.step, 0), _int(p.get("attempt")))
         elif entry.kind is EntryKind.STEP_END and entry.step in steps:
             if p.get("result") == "done":
