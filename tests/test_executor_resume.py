@@ -26,6 +26,7 @@ from test_executor import (
 
 from drivers.base import Recovered
 from flexctl.clock import VirtualClock
+from flexctl.errors import ProgramAborted
 from flexctl.profile import Value
 from flexctl.record.journal import EntryKind, JournalEntry, MemoryJournal
 from flexctl.supervisor.batch_state import BatchCommand as C
@@ -213,3 +214,28 @@ async def test_a_wait_resumed_twice_keeps_its_first_deadline(rig: Rig) -> None:
     executor, _ = resumed(rig, LONG)
     assert await executor.run(actor="alice", resume=resume) is S.Complete
     assert rig.devices["tank"].calls[-1][0] == began + 2 * 3600
+
+
+async def test_a_command_the_device_shows_failed_fails_its_step(rig: Rig) -> None:
+    """Known outcome, a failure (the program aborted): the step failed; a person restarts it."""
+    kept = await crash_when(
+        rig, LONG, lambda es: any(e.kind is EntryKind.COMMAND and e.step == "dose" for e in es)
+    )
+    tank = rig.devices["tank"]
+    calls_before = len(tank.calls)
+
+    async def recover(method: str, args: dict[str, Value]) -> Recovered | None:
+        raise ProgramAborted("tank: the dosing program aborted (door opened)")
+
+    tank.recover = recover  # type: ignore[method-assign,assignment]
+    executor, journal = resumed(rig, LONG)
+    task = asyncio.get_running_loop().create_task(
+        executor.run(actor="alice", resume=replay(make_procedure(LONG), kept))
+    )
+    assert await executor.wait_for(S.Held) is S.Held
+    result = next(e for e in journal.entries() if e.kind is EntryKind.COMMAND_RESULT)
+    assert result.payload["recovered"] == "failed"
+    assert len(tank.calls) == calls_before
+    executor.command(C.Restart, actor="alice")  # a person looked, and sends it again
+    assert await task is S.Complete
+    assert len(tank.calls) == calls_before + 1

@@ -96,6 +96,7 @@ NOT_COMMANDS = frozenset(
         "wait_until",
         "set_and_wait",
         "safe_state",
+        "recover",  # the supervisor's, after a crash
     }
 )
 

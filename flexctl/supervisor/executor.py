@@ -74,7 +74,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import structlog
 
-from drivers.base import DeviceStatus, Driver, SafeAction
+from drivers.base import CannotTell, DeviceStatus, Driver, SafeAction
 from flexctl.clock import Clock
 from flexctl.errors import (
     CommunicationTimeout,
@@ -755,9 +755,14 @@ class Executor:
             "device": sent.device,
             "method": sent.method,
         }
+        # Asked as a step would be: a hold meanwhile interrupts the wait (it only reads).
+        worker = _Worker(f"flexctl-recover-{step.id}")
+        self._step_worker = worker
         try:
-            recovered = await self.drivers[sent.device].recover(sent.method, sent.args)
-        except Exception as exc:  # CannotTell, a lost link, a driver bug: a person decides
+            recovered = await worker.start(
+                worker.safe(self.drivers[sent.device].recover(sent.method, sent.args))
+            )
+        except (CannotTell, *LOST) as exc:  # the device cannot say: a person decides
             self._unknown = _Unknown(unit.name, step.id, sent.device, sent.method, str(exc))
             self._write(
                 EntryKind.COMMAND_RESULT,
@@ -768,6 +773,31 @@ class Executor:
             )
             self._system_command(C.Hold, f"outcome of {step.id} unknown after the restart: {exc}")
             return False
+        except _Interrupted as exc:  # held or aborted meanwhile; asked again at the restart
+            self._resumed = resumed
+            self._write(EntryKind.COMMAND_RESULT, **where, recovered="interrupted", reason=str(exc))
+            return False
+        except Exception as exc:  # known: it ran and failed (a program aborted ...), as a step
+            self._write(
+                EntryKind.COMMAND_RESULT,
+                **where,
+                recovered="failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            self._write(
+                EntryKind.STEP_END,
+                unit_procedure=unit.name,
+                step=step.id,
+                result="failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+            )
+            self._failed(exc, unit_procedure=unit.name, step=step.id, device=sent.device)
+            return False
+        finally:
+            if self._step_worker is worker:
+                self._step_worker = None
         if recovered is None:
             self._write(EntryKind.COMMAND_RESULT, **where, recovered="not sent", resend=True)
             return False
