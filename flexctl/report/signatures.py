@@ -10,11 +10,10 @@ broken binding, whatever the hash chain says.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 
-from flexctl.record.journal import EntryKind, JournalEntry, JSONValue
+from flexctl.record.journal import EntryKind, JournalEntry
+from flexctl.record.signed import prompt_signature_hash as signed_digest
 from flexctl.report.rows import RejectedEntry, Signature, Timebase
 
 INTACT = "intact"
@@ -23,35 +22,6 @@ UNVERIFIABLE = "unverifiable"
 
 #: What a signature entry must carry for its binding to be recomputed.
 _SIGNED_FIELDS = ("printed_name", "signed_at", "meaning", "role")
-
-
-def signed_digest(
-    *,
-    batch: str,
-    unit_procedure: str,
-    step: str,
-    text: str,
-    value: JSONValue,
-    role: str,
-    meaning: str,
-    printed_name: str,
-    signed_at: str,
-) -> str:
-    """The SHA-256 a signature is bound to, computed exactly as the executor computes it."""
-    signed = {
-        "batch": batch,
-        "unit_procedure": unit_procedure,
-        "step": step,
-        "text": text,
-        "value": value,
-        "role": role,
-        "meaning": meaning,
-        "printed_name": printed_name,
-        "signed_at": signed_at,
-    }
-    # The executor's own encoding (not the record's canonical one): it is what was hashed.
-    encoded = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
 
 
 def _signature(entry: JournalEntry, text: str | None, time: Timebase) -> Signature:

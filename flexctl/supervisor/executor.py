@@ -64,7 +64,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import hashlib
 import json
 import math
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
@@ -107,6 +106,7 @@ from flexctl.procedure.model import (
 from flexctl.procedure.validate import NOT_COMMANDS, parse_parameter_values
 from flexctl.profile import Value
 from flexctl.record.journal import SYSTEM, EntryKind, Journal, JournalEntry, jsonable
+from flexctl.record.signed import prompt_signature_hash
 from flexctl.record.store import Sample
 from flexctl.supervisor.batch_state import (
     FINAL,
@@ -1184,20 +1184,17 @@ class Executor:
                 f"step {step.id}: no acceptable entry after {self.prompt_attempts} attempts"
             )
         signed_at = self.clock.utcnow().isoformat()
-        signed = {
-            "batch": self.batch.batch_id,
-            "unit_procedure": unit,
-            "step": step.id,
-            "text": step.text,
-            "value": value,
-            "role": step.role.value,
-            "meaning": step.meaning.value,
-            "printed_name": signer.printed_name,
-            "signed_at": signed_at,
-        }
-        digest = hashlib.sha256(
-            json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
+        digest = prompt_signature_hash(
+            batch=self.batch.batch_id,
+            unit_procedure=unit,
+            step=step.id,
+            text=step.text,
+            value=jsonable(value),
+            role=step.role.value,
+            meaning=step.meaning.value,
+            printed_name=signer.printed_name,
+            signed_at=signed_at,
+        )
         self._write(
             EntryKind.SIGNATURE,
             actor=signer.user,
