@@ -712,6 +712,37 @@ def _open_store(plan: Plan) -> SqliteStore:
     return store
 
 
+def _finish_record(
+    plan: Plan, journal: Journal, historian: Historian, store: SqliteStore, out: Output
+) -> list[JournalEntry]:
+    """The batch's entries; its report written; the historian flushed and the store closed."""
+    try:
+        entries = journal.entries()
+        if entries:  # the batch is in the store: its record, for people to read
+            _write_report(plan, store, historian, out)
+        return entries
+    finally:
+        _close_record(historian, store)
+
+
+def _write_report(plan: Plan, store: SqliteStore, historian: Historian, out: Output) -> None:
+    """The batch report beside the store; a failure is said, never raised over the run."""
+    import structlog
+
+    from flexctl.cli.report import write_report
+    from flexctl.errors import FlexctlError
+
+    path = plan.db.parent / f"report-{plan.batch_id}.html"
+    try:
+        historian.flush()  # every sample in the store before the report reads it
+        written = write_report(store, plan.batch_id, path)
+    except (FlexctlError, OSError, ValueError) as exc:
+        structlog.get_logger("flexctl.cli.run").exception("report not written", path=str(path))
+        out.line(f"report: NOT written ({type(exc).__name__}: {exc}); `flexctl report` retries")
+        return
+    out.line(f"report: {written}")
+
+
 def _close_record(historian: Historian, store: SqliteStore) -> None:
     """Flush the historian and close the store; a failure is logged, never raised over the run."""
     import structlog
@@ -947,10 +978,7 @@ async def _execute(
         signals.remove()
         if isinstance(clock, VirtualClock):
             await clock.aclose()
-        try:
-            entries = journal.entries()
-        finally:
-            _close_record(historian, store)
+        entries = _finish_record(plan, journal, historian, store, stream)
     outcome = RunOutcome(
         EXIT_OK if batch.state is BatchState.Complete else EXIT_FAILED,
         state=batch.state,
