@@ -142,7 +142,9 @@ def test_bool_in_a_register(value: bool, word_order: str, byte_order: str) -> No
 def string_cases(draw: st.DrawFn) -> tuple[int, str]:
     length = draw(st.integers(min_value=1, max_value=16))
     # a NUL ends a string in registers: round trips hold for text without one
-    text = draw(st.text(st.characters(blacklist_characters="\x00"), max_size=2 * length))
+    # (no surrogates either: they are not text UTF-8 can carry)
+    characters = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+    text = draw(st.text(characters, max_size=2 * length))
     while len(text.encode("utf-8")) > 2 * length:
         text = text[:-1]
     return length, text
