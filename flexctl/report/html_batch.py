@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from flexctl.cli.progress import number, signer_label, span
 from flexctl.procedure.duration import format_duration
 from flexctl.record.journal import JSONValue
 from flexctl.report.html_kit import Html, definitions, fields, join, table, tag
@@ -15,6 +14,7 @@ from flexctl.report.model import BatchReport
 from flexctl.report.rows import Attempt, ParameterRow, StepRow
 from flexctl.report.signatures import INTACT
 from flexctl.report.text import moment_text, utc_text, value_text, yes_no
+from flexctl.report.wording import number, signer_label, span
 
 
 def header_section(r: BatchReport) -> Html:

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flexctl.cli.progress import stamp
 from flexctl.record.journal import JSONValue
+from flexctl.report.wording import stamp
 
 Details = Mapping[str, JSONValue]
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from flexctl.cli.progress import describe_step
 from flexctl.procedure.model import Procedure
 from flexctl.record.journal import EntryKind, JournalEntry
 from flexctl.report.rows import Attempt, StepRow, Timebase, UnitRow
 from flexctl.report.text import value_text
+from flexctl.report.wording import describe_step
 
 Key = tuple[str, str]
 

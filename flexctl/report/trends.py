@@ -21,9 +21,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from flexctl.cli.progress import stamp
 from flexctl.record.journal import EntryKind, JournalEntry
 from flexctl.record.store import Sample
+from flexctl.report.wording import stamp
 
 #: Seconds per unit of a trend's x axis.
 X_SCALE: Mapping[str, float] = {"days": 86_400.0, "hours": 3600.0, "minutes": 60.0}
