@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -57,3 +58,13 @@ async def vclock() -> AsyncIterator[VirtualClock]:
     clock = VirtualClock()
     yield clock
     await clock.aclose()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Any]:
+    """The executor tests' fake line (tests/test_executor.py): a tank and a heater."""
+    from test_executor import EPOCH, close_rig, open_rig
+
+    the_rig = await open_rig(VirtualClock(epoch=EPOCH))
+    yield the_rig
+    await close_rig(the_rig)

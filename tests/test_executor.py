@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import textwrap
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -230,13 +230,6 @@ async def close_rig(rig: Rig) -> None:
     for device in rig.devices.values():
         await device.close()
     await rig.clock.aclose()
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    the_rig = await open_rig(VirtualClock(epoch=EPOCH))
-    yield the_rig
-    await close_rig(the_rig)
 
 
 async def at(clock: VirtualClock, t: float, action: Callable[[], object]) -> None:

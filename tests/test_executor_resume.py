@@ -9,23 +9,19 @@ resumes from those entries.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
 from test_executor import (
-    EPOCH,
     LONG,
     MIN,
     FakeDevice,
     Rig,
-    close_rig,
     make_procedure,
-    open_rig,
 )
 
 from drivers.base import Recovered
-from flexctl.clock import VirtualClock
 from flexctl.errors import ProgramAborted
 from flexctl.profile import Value
 from flexctl.record.journal import EntryKind, JournalEntry, MemoryJournal
@@ -34,13 +30,6 @@ from flexctl.supervisor.batch_state import BatchState as S
 from flexctl.supervisor.executor import Batch, Executor
 from flexctl.supervisor.prompts import AutoSigner
 from flexctl.supervisor.resumption import NothingToResume, replay
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    the_rig = await open_rig(VirtualClock(epoch=EPOCH))
-    yield the_rig
-    await close_rig(the_rig)
 
 
 async def crash_when(

@@ -727,6 +727,14 @@ class Executor:
             reason=f"supervisor restarted; batch resumed from its journal "
             f"(last entry at process time {resume.last_time:g} s)",
         )
+        # What the journal says a person still owes, or the devices do (after restore:
+        # the restored transition must not decide these).
+        if resume.unknown is not None:
+            u = resume.unknown
+            self._unknown = _Unknown(u.unit_procedure, u.step, u.device, u.method, u.error)
+        self._done_by_decision = resume.done_by_decision
+        self._hold_owed = resume.hold_owed
+        self._unsafe = set(resume.unsafe)
         self._start_monitor()
         if self.machine.state in (S.Running, S.Pausing, S.Paused, S.Stopping):
             # As a restart: links, alarms, bands, owed safe states; a failure holds.
@@ -744,6 +752,17 @@ class Executor:
         if resumed is None or resumed.interrupted != step.id:
             return False
         self._resumed = None
+        if resumed.finished is not None:  # its result was journaled just before the crash
+            self.results[step.id] = dict(resumed.finished)
+            self._write(
+                EntryKind.STEP_END,
+                unit_procedure=unit.name,
+                step=step.id,
+                result="done",
+                reason="its result was journaled before the supervisor restarted",
+                fields=dict(resumed.finished),
+            )
+            return True
         if isinstance(step, WaitStep) and resumed.interrupted_at is not None:
             self._wait_began[step.id] = resumed.interrupted_at  # it keeps its deadline
         sent = resumed.sent
