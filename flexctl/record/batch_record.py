@@ -5,9 +5,8 @@ writes a stored batch to. Every entry goes to the batch's journal; those that
 record a decision or an action of a person or of the system (state changes,
 parameters, signatures, rejected entries, deviations, interlock trips, alarms)
 also go to the audit trail as who, what, when, old value, new value and why
-(Annex 11 §9). Both writes happen inside ``append``, so a failure reaches the
-executor, which holds the batch: nothing is recorded in one place and silently
-missing from the other.
+(Annex 11 §9). Both go in one transaction, so a failure (or a crash) leaves
+both or neither, and a failure reaches the executor, which holds the batch.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ class BatchRecord:
     def __init__(self, store: Store, batch_id: str) -> None:
         self.store = store
         self.batch_id = batch_id
-        self._journal = store.journal(batch_id)
+        self._journal = store.journal(batch_id)  # refuses a batch the store does not hold
 
     def append(self, entry: JournalEntry) -> None:
-        self._journal.append(entry)
-        record = audit_record(entry)
-        if record is not None:
-            self.store.audit(record)
+        if entry.batch != self.batch_id:
+            raise ValueError(f"entry of batch {entry.batch!r} in the record of {self.batch_id!r}")
+        # One transaction: a crash leaves both or neither (never a silent gap in the audit).
+        self.store.append_entry(entry, audit=audit_record(entry))
 
     def entries(self) -> list[JournalEntry]:
         return self._journal.entries()
@@ -37,9 +36,9 @@ class BatchRecord:
 
 def create_batch(store: Store, info: BatchInfo, *, process_time: float) -> BatchRecord:
     """Record a new batch, audit its creation (with the hash of what it is), return its record."""
-    store.create_batch(info)
-    store.audit(
-        AuditRecord(
+    store.create_batch(
+        info,
+        audit=AuditRecord(
             utc=info.created_utc,
             actor=info.created_by,
             action="batch created",
@@ -54,7 +53,7 @@ def create_batch(store: Store, info: BatchInfo, *, process_time: float) -> Batch
             reason="batch started",
             batch=info.batch_id,
             process_time=process_time,
-        )
+        ),
     )
     return BatchRecord(store, info.batch_id)
 

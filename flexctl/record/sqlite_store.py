@@ -198,14 +198,16 @@ class SqliteStore:
             raise RecordError(f"{self._location}: no batch {batch_id!r}")
 
     # -- batches ----------------------------------------------------------------------
-    def create_batch(self, info: BatchInfo) -> None:
-        """Record a new batch; RecordError if the id exists."""
+    def create_batch(self, info: BatchInfo, *, audit: AuditRecord | None = None) -> None:
+        """Record a new batch (and ``audit``, in one transaction); RecordError if the id exists."""
         values = _batch_values(info)
         with self._write(f"create batch {info.batch_id!r}") as db:
             exists = db.execute("SELECT 1 FROM batches WHERE batch_id = ?", (info.batch_id,))
             if exists.fetchone() is not None:
                 raise RecordError(f"{self._location}: batch {info.batch_id!r} already exists")
             db.execute(_insert(_BATCH_COLUMNS, "batches"), values)
+            if audit is not None:
+                self._insert_audit(db, audit)
 
     def batch(self, batch_id: str) -> BatchInfo:
         """The batch with this id; RecordError naming the id if there is none."""
@@ -229,18 +231,25 @@ class SqliteStore:
         self.batch(batch_id)
         return SqliteJournal(self, batch_id)
 
-    def append_entry(self, entry: JournalEntry) -> StoredEntry:
-        """Append ``entry`` to its batch's journal, durable on return; the entry as stored."""
+    def append_entry(self, entry: JournalEntry, *, audit: AuditRecord | None = None) -> StoredEntry:
+        """Append ``entry`` to its batch's journal (and ``audit`` to the audit trail, in the
+        same transaction: both or neither), durable on return; the entry as stored."""
         if not isinstance(entry, JournalEntry):
             raise TypeError(f"a journal takes JournalEntry, not {type(entry).__name__}")
+        with self._write(f"append to the journal of batch {entry.batch!r}") as db:
+            stored = self._insert_entry(db, entry)
+            if audit is not None:
+                self._insert_audit(db, audit)
+        return stored
+
+    def _insert_entry(self, db: sqlite3.Connection, entry: JournalEntry) -> StoredEntry:
         values = journal_values(entry)
         stored = journal_entry(values)
-        with self._write(f"append to the journal of batch {entry.batch!r}") as db:
-            self._require_batch(db, entry.batch)
-            last = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-            digest = journal_hash(seq, prev_hash, stored)
-            db.execute(_insert(_JOURNAL_COLUMNS, "journal"), (seq, *values, prev_hash, digest))
+        self._require_batch(db, entry.batch)
+        last = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
+        digest = journal_hash(seq, prev_hash, stored)
+        db.execute(_insert(_JOURNAL_COLUMNS, "journal"), (seq, *values, prev_hash, digest))
         return StoredEntry(seq=seq, entry=stored, prev_hash=prev_hash, hash=digest)
 
     def journal_entries(self, batch_id: str) -> list[StoredEntry]:
@@ -256,13 +265,18 @@ class SqliteStore:
         """Append ``record`` to the audit trail (durable on return); the entry as stored."""
         if not isinstance(record, AuditRecord):
             raise TypeError(f"the audit trail takes AuditRecord, not {type(record).__name__}")
+        with self._write(f"append {record.action!r} to the audit trail") as db:
+            return self._insert_audit(db, record)
+
+    def _insert_audit(self, db: sqlite3.Connection, record: AuditRecord) -> AuditEntry:
+        if not isinstance(record, AuditRecord):
+            raise TypeError(f"the audit trail takes AuditRecord, not {type(record).__name__}")
         values = audit_values(record)
         stored = audit_record(values)
-        with self._write(f"append {record.action!r} to the audit trail") as db:
-            last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
-            digest = audit_hash(seq, prev_hash, stored)
-            db.execute(_insert(_AUDIT_COLUMNS, "audit"), (seq, *values, prev_hash, digest))
+        last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (1, GENESIS_HASH) if last is None else (last[0] + 1, last[1])
+        digest = audit_hash(seq, prev_hash, stored)
+        db.execute(_insert(_AUDIT_COLUMNS, "audit"), (seq, *values, prev_hash, digest))
         return AuditEntry(seq=seq, record=stored, prev_hash=prev_hash, hash=digest)
 
     def audit_entries(self, *, batch: str | None = None) -> list[AuditEntry]:

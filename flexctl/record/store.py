@@ -178,8 +178,8 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # -- batches ----------------------------------------------------------------------
-    def create_batch(self, info: BatchInfo) -> None:
-        """Record a new batch; RecordError if the id exists."""
+    def create_batch(self, info: BatchInfo, *, audit: AuditRecord | None = None) -> None:
+        """Record a new batch (and ``audit``, in one transaction); RecordError if the id exists."""
         ...
 
     def batch(self, batch_id: str) -> BatchInfo:
@@ -197,6 +197,11 @@ class Store(Protocol):
         Its ``append`` refuses an entry of another batch and returns once the
         entry is durable; its ``entries`` are this batch's, oldest first.
         """
+        ...
+
+    def append_entry(self, entry: JournalEntry, *, audit: AuditRecord | None = None) -> StoredEntry:
+        """Append ``entry`` to its batch's journal and ``audit`` to the audit trail in one
+        transaction (both are durable on return, or neither is written)."""
         ...
 
     def journal_entries(self, batch_id: str) -> list[StoredEntry]:
