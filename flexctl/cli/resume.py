@@ -69,22 +69,24 @@ def add_parser(commands: Any) -> None:
 
 async def resume(args: argparse.Namespace) -> int:
     from flexctl.errors import ConfigurationError, Where
+    from flexctl.record.lock import supervisor_lock
     from flexctl.record.sqlite_store import SqliteStore
     from flexctl.record.store import RecordError
 
     if not args.db.exists():
         raise ConfigurationError(Where(str(args.db)), "no such record store")
     try:
-        with SqliteStore(args.db, create=False) as store:
-            info = store.batch(args.batch)
-            planned = _resume_plan(store, info, args)
+        with supervisor_lock(args.db):
+            with SqliteStore(args.db, create=False) as store:
+                info = store.batch(args.batch)
+                planned = _resume_plan(store, info, args)
+            if isinstance(planned, list):
+                _print_problems(f"flexctl resume {args.batch}", planned)
+                return EXIT_BAD_INPUT
+            outcome = await run_plan(planned)
+            return outcome.exit_code
     except RecordError as exc:
         raise ConfigurationError(Where(str(args.db)), str(exc)) from None
-    if isinstance(planned, list):
-        _print_problems(f"flexctl resume {args.batch}", planned)
-        return EXIT_BAD_INPUT
-    outcome = await run_plan(planned)
-    return outcome.exit_code
 
 
 def unfinished_plan(
@@ -92,10 +94,14 @@ def unfinished_plan(
 ) -> Plan | list[ConfigurationError] | None:
     """For ``flexctl run``: the plan that resumes the store's unfinished batch, if one should.
 
-    An unfinished batch of the same procedure on the same line is resumed when
-    no ``--batch-id`` was given or it names that batch, and its devices outlived
-    the supervisor; None: start the new batch as planned.
+    The newest unfinished batch on the plan's line whose devices outlived its
+    supervisor is resumed when the run names no other batch and asks for the
+    same procedure file and parameters; asked for anything else, the run is
+    refused (exit 2): the line is busy with that batch. None: start the new
+    batch as planned (no such batch; or only batches whose in-process twins
+    ended with their supervisor, which cannot go on: said on stderr).
     """
+    from flexctl.errors import ConfigurationError, Where
     from flexctl.record.sqlite_store import SqliteStore
     from flexctl.record.store import RecordError
 
@@ -104,18 +110,25 @@ def unfinished_plan(
     try:
         with SqliteStore(plan.db, create=False) as store:
             for info in reversed(store.batches(line=plan.line.name)):
-                if info.procedure_name != plan.procedure.name or not _unfinished(store, info):
+                if not _unfinished(store, info):
                     continue
-                if args.batch_id is not None and args.batch_id != info.batch_id:
-                    continue
-                if plan.twins != "external" and not plan.hardware:
+                if _in_process_twins(info):
                     print(
                         f"flexctl run: batch {info.batch_id} is unfinished, but its twins ran "
-                        "in its supervisor's process and ended with it: it cannot go on "
-                        "(run with --twins external to keep twins across a restart)",
+                        "in its supervisor's process and ended with it: it cannot go on",
                         file=sys.stderr,
                     )
-                    return None
+                    continue
+                why = _differs(plan, args, info)
+                if why:
+                    return [
+                        ConfigurationError(
+                            Where(str(plan.db)),
+                            f"line {plan.line.name} is busy with unfinished batch "
+                            f"{info.batch_id} ({why}): go on with it (flexctl resume "
+                            f"{info.batch_id}) until it ends",
+                        )
+                    ]
                 print(f"flexctl run: resuming unfinished batch {info.batch_id}", file=out)
                 return _resume_plan(store, info, args)
     except RecordError:
@@ -123,16 +136,39 @@ def unfinished_plan(
     return None
 
 
+def _in_process_twins(info: BatchInfo) -> bool:
+    """Whether any device of the batch was a twin in its supervisor's own process."""
+    return any(device.get("origin") == "twin" for device in info.devices.values())
+
+
+def _differs(plan: Plan, args: argparse.Namespace, info: BatchInfo) -> str:
+    """What the run asks for that the unfinished batch is not ("" if nothing)."""
+    if args.batch_id is not None and args.batch_id != info.batch_id:
+        return f"this run asks for batch {args.batch_id}"
+    if plan.procedure.name != info.procedure_name:
+        return f"it runs procedure {info.procedure_name}"
+    on_disk = Path(plan.procedure.file).read_bytes()
+    if hashlib.sha256(on_disk).hexdigest() != info.procedure_sha256:
+        return "it runs another version of the procedure file"
+    given = {p.partition("=")[0].strip() for p in args.param}
+    changed = sorted(name for name in given if plan.values.get(name) != info.parameters.get(name))
+    return f"its parameters {', '.join(changed)} differ" if changed else ""
+
+
 def _unfinished(store: SqliteStore, info: BatchInfo) -> bool:
+    """Started and not ended (Idle, a never-started or reset batch, is not unfinished)."""
     from flexctl.record.journal import EntryKind
     from flexctl.supervisor.batch_state import FINAL, BatchState
 
     states = [
-        e.entry.payload.get("new")
+        e.entry.payload["new"]
         for e in store.journal_entries(info.batch_id)
-        if e.entry.kind is EntryKind.BATCH_STATE
+        if e.entry.kind is EntryKind.BATCH_STATE and "new" in e.entry.payload
     ]
-    return bool(states) and BatchState(str(states[-1])) not in FINAL
+    if not states:
+        return False
+    last = BatchState(str(states[-1]))
+    return last not in FINAL and last is not BatchState.Idle
 
 
 def _resume_plan(
@@ -144,6 +180,15 @@ def _resume_plan(
     from flexctl.procedure.model import ParameterType
     from flexctl.supervisor.resumption import NothingToResume, replay
 
+    if _in_process_twins(info):
+        return [
+            ConfigurationError(
+                Where(info.batch_id),
+                "its twins ran in its supervisor's process and ended with it: the devices' "
+                "state is gone, so the batch cannot go on",
+            )
+        ]
+    external = any(d.get("origin") == "external twin" for d in info.devices.values())
     entries = store.journal(info.batch_id).entries()
     stored = parse_procedure(info.procedure_text, info.procedure_path).procedure
     durations = {
@@ -160,7 +205,7 @@ def _resume_plan(
         ],
         seed=info.seed,
         speed=getattr(args, "speed", None),
-        twins=args.twins,
+        twins=args.twins or ("external" if external else None),
         endpoints=args.endpoints,
         auto_sign=args.auto_sign,
         batch_id=info.batch_id,

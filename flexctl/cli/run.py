@@ -861,12 +861,18 @@ async def run_batch(
         _print_problems(f"flexctl run {args.procedure}", planned)
         return RunOutcome(EXIT_BAD_INPUT)
     from flexctl.cli.resume import unfinished_plan
+    from flexctl.errors import ConfigurationError, Where
+    from flexctl.record.lock import StoreBusy, supervisor_lock
 
-    resumed = unfinished_plan(planned, args, out=out)
-    if isinstance(resumed, list):
-        _print_problems(f"flexctl run {args.procedure}", resumed)
-        return RunOutcome(EXIT_BAD_INPUT)
-    return await run_plan(resumed or planned, out=out, observers=observers, began=began)
+    try:
+        with supervisor_lock(planned.db):
+            resumed = unfinished_plan(planned, args, out=out)
+            if isinstance(resumed, list):
+                _print_problems(f"flexctl run {args.procedure}", resumed)
+                return RunOutcome(EXIT_BAD_INPUT)
+            return await run_plan(resumed or planned, out=out, observers=observers, began=began)
+    except (StoreBusy, FileNotFoundError) as exc:
+        raise ConfigurationError(Where(str(planned.db)), str(exc)) from None
 
 
 def _print_problems(what: str, problems: Sequence[ConfigurationError]) -> None:
