@@ -35,7 +35,7 @@ class FlakyStore:
 
 
 def _historian(store: FlakyStore, batch_size: int = 3) -> Historian:
-    return Historian(store, batch_size=batch_size)
+    return Historian(store, batch_size=batch_size, max_age=None)  # counts only: no wall time
 
 
 @pytest.fixture
@@ -124,9 +124,9 @@ def test_bad_arguments_are_refused() -> None:
 
 def test_it_writes_into_a_sqlite_store(sqlite: SqliteStore) -> None:
     samples = [sample(float(t), t * 0.5) for t in range(25)]
-    with Historian(sqlite, batch_size=10) as historian:
+    with Historian(sqlite, batch_size=10, max_age=None) as historian:
         historian.extend(samples)
-        assert len(sqlite.samples("B-1")) == 20
+        assert len(sqlite.samples("B-1")) == 25  # past batch_size: all written at once
     assert sqlite.samples("B-1") == samples
 
 
@@ -169,3 +169,22 @@ def test_whatever_happens_every_sample_is_written_once_in_order(
     historian.close()
     assert store.written == added
     assert all(len(write) >= 1 for write in store.writes)
+
+
+def test_a_sample_waits_no_longer_than_max_age_of_wall_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a killed process loses is bounded in wall time, however slowly samples come."""
+    wall = [100.0]
+    monkeypatch.setattr("flexctl.record.historian.time.monotonic", lambda: wall[0])
+    store = FlakyStore()
+    historian = Historian(store, batch_size=1000, max_age=1.0)
+    historian.add(sample(0.0))
+    wall[0] += 0.5
+    historian.add(sample(1.0))
+    assert store.written == []  # younger than max_age: kept for a bigger write
+    wall[0] += 0.6
+    historian.add(sample(2.0))
+    assert store.written == [sample(0.0), sample(1.0), sample(2.0)]
+    with pytest.raises(ValueError, match="max_age"):
+        Historian(store, max_age=0.0)

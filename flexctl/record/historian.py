@@ -1,15 +1,18 @@
 """The historian: device samples buffered in memory and written to the store in batches.
 
 One transaction per sample would cap the rate at what the disk commits per
-second; the historian keeps samples until it holds ``batch_size`` of them (or
-:meth:`Historian.flush` or :meth:`Historian.close` is called) and writes them
-in one transaction. A write that fails keeps every sample buffered and raises
-:class:`HistorianError`; the next flush tries them again, so nothing taken is
-lost while the historian is open.
+second; the historian keeps samples until it holds ``batch_size`` of them, or
+the oldest has waited ``max_age`` seconds of wall time (or :meth:`Historian.flush`
+or :meth:`Historian.close` is called), and writes them in one transaction. The
+age bound is wall time on purpose: it bounds what a killed process loses. A
+write that fails keeps every sample buffered and raises :class:`HistorianError`;
+the next flush tries them again, so nothing taken is lost while the historian
+is open.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Protocol
@@ -18,6 +21,8 @@ from flexctl.record.store import RecordError, Sample
 
 #: Samples per write when none is given: large enough to amortise a commit.
 DEFAULT_BATCH_SIZE = 1000
+#: Wall seconds the oldest buffered sample may wait for its write.
+DEFAULT_MAX_AGE = 1.0
 
 
 class HistorianError(RecordError):
@@ -41,11 +46,21 @@ class Historian:
         batch_size: how many samples trigger a write.
     """
 
-    def __init__(self, store: SampleWriter, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        store: SampleWriter,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_age: float | None = DEFAULT_MAX_AGE,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"historian batch_size must be at least 1, not {batch_size}")
+        if max_age is not None and not max_age > 0:
+            raise ValueError(f"historian max_age must be > 0 s, not {max_age}")
         self._store = store
         self._batch_size = batch_size
+        self._max_age = max_age
+        self._oldest = 0.0  # wall (monotonic) time the oldest buffered sample came
         self._buffer: list[Sample] = []
         self._closed = False
         self.written = 0
@@ -67,17 +82,30 @@ class Historian:
             HistorianError: the historian is closed, or the write failed (the
                 samples, this one included, stay buffered).
         """
-        self._check_open()
-        if not isinstance(sample, Sample):
-            raise TypeError(f"the historian takes Sample, not {type(sample).__name__}")
-        self._buffer.append(sample)
-        if len(self._buffer) >= self._batch_size:
-            self.flush()
+        self.extend((sample,))
 
     def extend(self, samples: Iterable[Sample]) -> None:
-        """:meth:`add` every sample of ``samples``, in order."""
-        for sample in samples:
-            self.add(sample)
+        """Buffer every sample of ``samples``, in order, then write if it is time.
+
+        It is time when ``batch_size`` samples are buffered, or the oldest has
+        waited ``max_age`` seconds of wall time: what a crash of the process can
+        lose is bounded by that, however slowly process time passes.
+
+        Raises:
+            HistorianError: the historian is closed, or the write failed (every
+                sample given stays buffered).
+        """
+        self._check_open()
+        taken = list(samples)
+        for sample in taken:
+            if not isinstance(sample, Sample):
+                raise TypeError(f"the historian takes Sample, not {type(sample).__name__}")
+        if taken and not self._buffer:
+            self._oldest = time.monotonic()
+        self._buffer.extend(taken)
+        due = self._max_age is not None and time.monotonic() - self._oldest >= self._max_age
+        if len(self._buffer) >= self._batch_size or (self._buffer and due):
+            self.flush()
 
     def flush(self) -> int:
         """Write every buffered sample now; how many were written.
@@ -97,6 +125,7 @@ class Historian:
                 f"(kept, to be written again): {exc}"
             ) from exc
         del self._buffer[: len(batch)]
+        self._oldest = time.monotonic()
         self.written += len(batch)
         return len(batch)
 

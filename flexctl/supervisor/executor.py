@@ -66,7 +66,15 @@ import dataclasses
 import enum
 import json
 import math
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, Protocol, TypeVar
@@ -150,7 +158,7 @@ log = structlog.get_logger("flexctl.supervisor.executor")
 class SampleSink(Protocol):
     """Where the monitor's trend values go (:class:`flexctl.record.historian.Historian`)."""
 
-    def add(self, sample: Sample) -> None: ...
+    def extend(self, samples: Iterable[Sample]) -> None: ...
 
 
 class CommandRefused(FlexctlError):
@@ -392,6 +400,7 @@ class Executor:
         self.monitor_period = float(monitor_period)
         self.idle_period = float(idle_period)
         self.historian = historian
+        self._historian_failing = False  # an outage is journaled once, and its end
         # device -> the trend signals its profile binds (see Driver.trends)
         self._trends = {
             name: tuple(t for t in driver.trends if _has_signal(driver, t))
@@ -1630,25 +1639,31 @@ class Executor:
     def _keep_trends(
         self, device: str, trends: Sequence[str], values: Mapping[str, Value], now: float
     ) -> None:
-        """Hand the trend values just read to the historian; a failure is a deviation."""
+        """Hand the trend values just read to the historian; an outage is one deviation."""
         if self.historian is None or not trends:
             return
         utc = self.clock.utcnow()
+        batch = self.batch.batch_id
+        samples = [Sample(batch, device, signal, now, utc, values[signal]) for signal in trends]
         try:
-            for signal in trends:
-                self.historian.add(
-                    Sample(self.batch.batch_id, device, signal, now, utc, values[signal])
-                )
+            self.historian.extend(samples)
         except (FlexctlError, ValueError, TypeError) as exc:
             # The historian keeps what it could not write and tries again with the
-            # next samples; the batch goes on, and the record says so.
-            self._write(
-                EntryKind.DEVIATION,
-                device=device,
-                deviation="historian write failed",
-                error=str(exc),
-                error_type=type(exc).__name__,
-            )
+            # next samples; the batch goes on, and the record says so, once.
+            if not self._historian_failing:
+                self._historian_failing = True
+                self._write(
+                    EntryKind.DEVIATION,
+                    device=device,
+                    deviation="historian write failed",
+                    error=str(exc),
+                    error_type=type(exc).__name__,
+                    message="samples are kept in memory and written when the store takes them",
+                )
+            return
+        if self._historian_failing:
+            self._historian_failing = False
+            self._write(EntryKind.RECORD, device=device, record="historian writes again")
 
     def _check_band(self, watch: _BandWatch, value: Value, now: float) -> None:
         interlock = watch.interlock
