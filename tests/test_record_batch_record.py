@@ -70,11 +70,11 @@ AUDITED: list[tuple[EntryKind, dict[str, JSONValue], str, str, JSONValue, JSONVa
     ),
     (
         EntryKind.ALARM,
-        {"active": ["DO_LOW"], "raised": ["DO_LOW"], "cleared": ["PH_LOW"]},
+        {"active": ["TEMP", "DO_LOW"], "raised": ["DO_LOW"], "cleared": ["PH_LOW"]},
         "device alarms changed",
         "device bioreactor",
-        ["PH_LOW"],
-        ["DO_LOW"],
+        ["TEMP", "PH_LOW"],  # what was active before: still active, and cleared now
+        ["TEMP", "DO_LOW"],
         "raised DO_LOW",
     ),
 ]

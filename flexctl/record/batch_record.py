@@ -103,6 +103,23 @@ def audit_record(entry: JournalEntry) -> AuditRecord | None:
     def value(key: str) -> JSONValue:
         return p.get(key)
 
+    if entry.kind is EntryKind.BATCH_STATE and "refused" in p:
+        return audited(
+            f"batch {text('command')} refused",
+            f"batch {entry.batch}",
+            old=value("state"),
+            new=value("state"),
+            reason=text("refused"),
+        )
+    if entry.kind is EntryKind.BATCH_STATE and p.get("command") == "restore":
+        # A fresh state machine is restored: the batch was in the new state already.
+        return audited(
+            "batch resumed",
+            f"batch {entry.batch}",
+            old=value("new"),
+            new=value("new"),
+            reason=text("reason"),
+        )
     if entry.kind is EntryKind.BATCH_STATE:
         return audited(
             f"batch {text('command') or 'state change'}",
@@ -137,8 +154,12 @@ def audit_record(entry: JournalEntry) -> AuditRecord | None:
         return audited(
             "deviation",
             f"device {entry.device}" if entry.device else f"step {where or entry.batch}",
-            new=value("deviation"),
-            reason=text("message") or text("error") or text("deviation"),
+            new=value("decision") if "decision" in p else value("deviation"),
+            # A person's own reason first (a decision on an unknown outcome), then ours.
+            reason="; ".join(
+                part for part in (text("reason"), text("message") or text("error")) if part
+            )
+            or text("deviation"),
         )
     if entry.kind is EntryKind.INTERLOCK and "interlock" in p and "action" in p:
         return audited(
@@ -150,10 +171,11 @@ def audit_record(entry: JournalEntry) -> AuditRecord | None:
     if entry.kind is EntryKind.ALARM:
         raised = _names(p.get("raised"))
         cleared = _names(p.get("cleared"))
+        before = [a for a in _names(p.get("active")) if a not in raised] + cleared
         return audited(
             "device alarms changed",
             f"device {entry.device}",
-            old=list(cleared),
+            old=list(before),
             new=value("active"),
             reason=f"raised {', '.join(raised)}" if raised else f"cleared {', '.join(cleared)}",
         )
