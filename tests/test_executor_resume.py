@@ -158,24 +158,25 @@ async def test_when_the_device_cannot_tell_a_person_decides(rig: Rig) -> None:
 
 async def test_a_held_batch_resumes_held(rig: Rig) -> None:
     kept = await crash_when(rig, LONG, started("soak"))
-    executor0 = rig.executor
-    assert executor0 is not None
-    # Hold it, and crash once it is Held.
-    text_entries = list(kept)
-    resume = replay(make_procedure(LONG), text_entries)
+    # Resume it, hold it, and crash once it is Held.
+    resume = replay(make_procedure(LONG), kept)
     executor, journal = resumed(rig, LONG)
     task = asyncio.get_running_loop().create_task(executor.run(actor="alice", resume=resume))
     await rig.clock.sleep(MIN)
     executor.command(C.Hold, actor="alice")
     assert await executor.wait_for(S.Held) is S.Held
-    held = text_entries + journal.entries()
+    held = kept + journal.entries()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    again, _ = resumed(rig, LONG)
+    again, journal2 = resumed(rig, LONG)
     task2 = asyncio.get_running_loop().create_task(
         again.run(actor="alice", resume=replay(make_procedure(LONG), held))
     )
-    assert await again.wait_for(S.Held) is S.Held  # only a person restarts it
+    assert await again.wait_for(S.Held) is S.Held
+    await rig.clock.sleep(3 * 3600)  # however long: only a person restarts it
+    assert again.state is S.Held
+    states = [e.payload.get("new") for e in journal2.entries() if e.kind is EntryKind.BATCH_STATE]
+    assert states == ["Held"]  # restored, and nothing since
     again.command(C.Restart, actor="alice")
     assert await task2 is S.Complete
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from flexctl.record.batch_record import audit_record
 from flexctl.record.journal import EntryKind
 from flexctl.record.sqlite_store import SqliteStore
 
@@ -133,6 +134,13 @@ def test_a_batch_killed_20_times_resumes_and_completes(twins: Path, tmp_path: Pa
     with SqliteStore(db, create=False) as store:
         assert store.verify().ok
         entries = store.journal(batch_id).entries()
+        audited = store.audit_entries(batch=batch_id)
+        samples = store.samples(batch_id, device="bioreactor", signal="temperature")
+    # Every GMP-relevant journal entry has its audit record (written in one transaction).
+    expected = [audit_record(e) for e in entries]
+    assert [a.record for a in audited[1:]] == [r for r in expected if r is not None]
+    # The historian kept the culture's temperature across the restarts.
+    assert samples and samples[-1].process_time - samples[0].process_time > 6 * 86400
     states = [e.payload.get("new") for e in entries if e.kind is EntryKind.BATCH_STATE]
     assert states[-1] == "Complete"
     restores = [
