@@ -1644,8 +1644,10 @@ class Executor:
             return
         utc = self.clock.utcnow()
         batch = self.batch.batch_id
-        samples = [Sample(batch, device, signal, now, utc, values[signal]) for signal in trends]
         try:
+            # A value the historian cannot keep (say, a uint64 past 2**63) is refused
+            # here, inside the try: a deviation, never an error out of the monitor.
+            samples = [Sample(batch, device, s, now, utc, values[s]) for s in trends]
             self.historian.extend(samples)
         except (FlexctlError, ValueError, TypeError) as exc:
             # The historian keeps what it could not write and tries again with the
