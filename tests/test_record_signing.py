@@ -21,15 +21,11 @@ from flexctl.procedure.model import Entry, EntryType, Meaning, Procedure, Role
 from flexctl.record.journal import EntryKind, JSONValue, MemoryJournal
 from flexctl.record.passwords import hash_password
 from flexctl.record.signing import (
-    Answer,
     SessionLocked,
     Signature,
     SignatureRefused,
     Signatures,
-    SigningPrompter,
     SigningSession,
-    prompt_content,
-    prompt_object,
 )
 from flexctl.record.sqlite_store import SqliteStore
 from flexctl.record.store import UserRecord
@@ -43,6 +39,12 @@ from flexctl.supervisor.prompts import (
     PromptRequest,
     Signer,
     check_answer,
+)
+from flexctl.supervisor.signing_prompter import (
+    Answer,
+    SigningPrompter,
+    prompt_content,
+    prompt_object,
 )
 from tests.record_fakes import CHEAP, EPOCH, FakeClock, FakeStore, fixed_utc
 

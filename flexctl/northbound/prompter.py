@@ -18,14 +18,9 @@ from dataclasses import dataclass, field
 from flexctl.errors import FlexctlError
 from flexctl.procedure.model import Entry, EntryType, Meaning, Role
 from flexctl.profile import Value
-from flexctl.record.signing import (
-    Signature,
-    Signatures,
-    SigningSession,
-    prompt_content,
-    prompt_object,
-)
+from flexctl.record.signing import Signature, Signatures, SigningSession
 from flexctl.supervisor.prompts import PromptRequest, Signer, check_answer
+from flexctl.supervisor.signing_prompter import prompt_content, prompt_object
 
 
 class NoSuchPrompt(FlexctlError, LookupError):

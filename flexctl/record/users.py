@@ -30,8 +30,8 @@ from flexctl.record.passwords import (
     hash_password,
     verify_password,
 )
+from flexctl.record.signers import SIM_USER
 from flexctl.record.store import AuditEntry, AuditRecord, RecordError, UserRecord
-from flexctl.supervisor.prompts import SIM_USER
 
 #: The roles a user holds are the roles a prompt asks for: one enum, not two.
 Roles = Role

@@ -20,7 +20,7 @@ from flexctl.procedure.model import (
     WaitStep,
     WaitUntilStep,
 )
-from flexctl.supervisor.prompts import SIM_USER
+from flexctl.record.signers import SIM_USER
 
 #: Longest text shown for a step on one progress line.
 TEXT_WIDTH: Final = 72

@@ -19,30 +19,26 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from flexctl.errors import FlexctlError
 from flexctl.procedure.model import Entry, EntryType, Meaning, Role
 from flexctl.profile import Value
+from flexctl.record.signers import SIM_SIGNER, SIM_USER, Signer
 
-#: The simulation user's actor name and printed name.
-SIM_USER: Final = "sim-auto-signer (simulation)"
-
-
-@dataclass(frozen=True)
-class Signer:
-    """Who signed: ``user`` is the actor in the journal, ``printed_name`` as 11.50 shows it."""
-
-    user: str
-    printed_name: str
-    simulated: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.user.strip() or not self.printed_name.strip():
-            raise ValueError("a signer needs a user and a printed name")
-
-
-SIM_SIGNER: Final = Signer(SIM_USER, SIM_USER, simulated=True)
+# Who signs is the record's (flexctl.record.signers); re-exported for prompt users.
+__all__ = [
+    "SIM_SIGNER",
+    "SIM_USER",
+    "AutoSigner",
+    "PromptDeclined",
+    "PromptRequest",
+    "Prompter",
+    "Signer",
+    "check_answer",
+    "default_answer",
+    "example_for",
+]
 
 
 @dataclass(frozen=True)
