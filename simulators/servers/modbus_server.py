@@ -642,9 +642,7 @@ class ModbusRtuTwinServer(_ModbusTwin):
     def endpoint(self) -> str:
         # gap=0: the pty has no wire, so no line timing to keep between frames;
         # pymodbus's RTU framer finds a frame's end by its length and CRC.
-        return (
-            f"modbus-rtu://{self.link.b_path}?unit={self.unit}&baudrate={self.baudrate}&gap=0"
-        )
+        return f"modbus-rtu://{self.link.b_path}?unit={self.unit}&baudrate={self.baudrate}&gap=0"
 
     async def start(self) -> None:
         if self._server is not None or self._host is not None:
