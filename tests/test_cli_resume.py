@@ -96,3 +96,18 @@ def test_a_finished_or_unknown_batch_is_not_resumed(
     _unfinished(db, "external twin")
     assert main(["resume", "B-NOPE", "--db", str(db)]) == 2
     assert "B-NOPE" in capsys.readouterr().err
+
+
+def test_a_batch_resumes_the_procedure_as_it_was_run_not_as_the_file_is_now(
+    tmp_path: Path,
+) -> None:
+    from flexctl.cli.resume import _as_run
+
+    run_as = tmp_path / "p.yaml"
+    run_as.write_text("procedure: p  # as run\n")
+    copy = tmp_path / "copies" / "procedure.yaml"
+    assert _as_run(str(run_as), run_as.read_text(), copy) == run_as  # unchanged: the file
+    stored = run_as.read_text()
+    run_as.write_text("procedure: p  # edited since\n")
+    assert _as_run(str(run_as), stored, copy) == copy
+    assert copy.read_text() == stored

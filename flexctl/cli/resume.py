@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import math
 import sys
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -189,6 +188,8 @@ def _resume_plan(
             )
         ]
     external = any(d.get("origin") == "external twin" for d in info.devices.values())
+    # Stored copies of changed files go beside the store, one folder per batch (reused).
+    copies = Path(store.location).parent / ".flexctl-resume" / info.batch_id
     entries = store.journal(info.batch_id).entries()
     stored = parse_procedure(info.procedure_text, info.procedure_path).procedure
     durations = {
@@ -197,8 +198,8 @@ def _resume_plan(
         if param.type is ParameterType.DURATION
     }
     ns = argparse.Namespace(
-        procedure=_as_run(info.procedure_path, info.procedure_text, "procedure.yaml"),
-        line=str(_as_run(info.line_path, info.line_text, "line.yaml")),
+        procedure=_as_run(info.procedure_path, info.procedure_text, copies / "procedure.yaml"),
+        line=str(_as_run(info.line_path, info.line_text, copies / "line.yaml")),
         param=[
             _param_text(name, value, duration=name in durations)
             for name, value in info.parameters.items()
@@ -252,13 +253,13 @@ def _process_time_now(plan: Plan, epoch: datetime, last: float) -> float:
     return max(last, (datetime.now(UTC) - epoch).total_seconds() * factor)
 
 
-def _as_run(path: str, text: str, name: str) -> Path:
-    """The file as it was run: the one on disk if unchanged, else the stored copy."""
+def _as_run(path: str, text: str, copy: Path) -> Path:
+    """The file as it was run: the one on disk if unchanged, else the stored copy at ``copy``."""
     on_disk = Path(path)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if on_disk.is_file() and hashlib.sha256(on_disk.read_bytes()).hexdigest() == digest:
         return on_disk
-    copy = Path(tempfile.mkdtemp(prefix="flexctl-resume-")) / name
+    copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(text, encoding="utf-8")
     return copy
 
