@@ -68,8 +68,8 @@ CASES = [
     Case(
         "unknown top-level key",
         proc(WAIT, head=HEAD + "@@descripton: x\n"),
-        "unknown key 'descripton', did you mean 'description'? (expected one of description, "
-        "interlocks, line, parameters, procedure, unit_procedures, version)",
+        "unknown key 'descripton', did you mean 'description'? (expected one of alarms, "
+        "description, interlocks, line, parameters, procedure, unit_procedures, version)",
     ),
     Case(
         "version as a number",

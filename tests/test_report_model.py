@@ -372,3 +372,39 @@ async def test_the_binding_recomputed_is_the_one_the_executor_computed(tmp_path:
     assert [d.deviation for d in report.deviations] == ["step failed"]
     assert report.header.final_state == "Complete"
     assert report.summary.holds == 1
+
+
+def test_alarm_floods_and_chattering_alarms_are_counted(tmp_path: Path) -> None:
+    """ISA-18.2 KPIs: > 10 activations in 10 min is a flood; 3 within 1 min is chattering."""
+    from report_factory import BATCH, Journal, report_store
+
+    from flexctl.report.model import build_report
+
+    store = report_store(tmp_path / "kpi.db")
+    extra = Journal()
+    for n in range(11):  # 11 activations of distinct alarms within 5 min: one flood
+        extra.add(
+            EntryKind.ALARM,
+            50_000 + 30 * n,
+            device="bioreactor",
+            alarm=f"A{n}",
+            event="Activate",
+            old="Normal",
+            new="Unacknowledged",
+            active=True,
+        )
+    for t in (60_000.0, 60_020.0, 60_040.0):  # one device code raised 3 times in 40 s
+        extra.add(
+            EntryKind.ALARM,
+            t,
+            device="freezer",
+            active=["DOOR_OPEN"],
+            raised=["DOOR_OPEN"],
+            cleared=[],
+        )
+    for entry in extra.entries:
+        store.append_entry(entry)
+    summary = build_report(store, BATCH).summary
+    assert summary.alarm_floods == 1
+    assert summary.chattering_alarms == ("freezer:DOOR_OPEN",)
+    store.close()

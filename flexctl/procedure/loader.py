@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flexctl.errors import ConfigurationError, Where
 from flexctl.procedure.duration import DurationError, format_duration, parse_duration
@@ -65,6 +65,9 @@ from flexctl.procedure.model import (
 )
 from flexctl.yamlpos import PosDict, PosList, load_text
 
+if TYPE_CHECKING:
+    from flexctl.supervisor.alarm_defs import AlarmDefinition
+
 TOP_KEYS = (
     "procedure",
     "version",
@@ -72,6 +75,7 @@ TOP_KEYS = (
     "line",
     "parameters",
     "interlocks",
+    "alarms",
     "unit_procedures",
 )
 PARAMETER_KEYS = ("type", "unit", "default", "limits", "pattern", "description")
@@ -457,6 +461,7 @@ class _Reader:
         line = self.text(top, "line", "procedure")
         parameters = self.parameters(top)
         interlocks = read_interlocks(self, top, "")
+        alarms = self.alarms(top)
         units: list[UnitProcedure] = []
         raw_units = None
         if "unit_procedures" in top:
@@ -480,7 +485,20 @@ class _Reader:
             line=line,
             line_where=top.at("line") if line is not None else None,
             interlocks=interlocks,
+            alarms=alarms,
         )
+
+    def alarms(self, top: PosDict) -> tuple[AlarmDefinition, ...]:
+        """The procedure's ISA-18.2 alarm definitions (``alarms:``); a problem is reported."""
+        from flexctl.supervisor.alarm_defs import parse_alarms
+
+        if top.get("alarms") is None:
+            return ()
+        try:
+            return parse_alarms(top["alarms"], top.at("alarms"))
+        except ConfigurationError as exc:
+            self.problems.append(exc)
+            return ()
 
     # -- parameters -----------------------------------------------------------------------
 

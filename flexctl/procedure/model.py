@@ -137,6 +137,14 @@ or a field of an earlier step's result (``isolation.output_cells``; an entry
 prompt's value is ``bag_id.value``). A rule may use the steps of earlier unit
 procedures only, since it runs beside the steps of its own.
 
+**Alarms** (``alarms:``, at the top level) are ISA-18.2 limit alarms on a
+numeric device signal, watched for the whole batch (see
+:mod:`flexctl.supervisor.alarm_defs` for the keys: ``name``, ``signal``,
+``kind`` high or low, ``limit``, ``deadband``, ``on_delay``, ``off_delay``,
+``priority``, ``interlock``, ``message``). Each transition is journaled;
+people acknowledge and shelve them with a reason; one with ``interlock: true``
+holds the batch when it activates, and a restart waits until it has cleared.
+
 **Durations** are a number and a unit, and may add up: ``30 s``, ``5 min``,
 ``12 h``, ``1 d 12 h`` (see :mod:`flexctl.procedure.duration`). A bare number
 is refused: the unit is part of the meaning.
@@ -147,10 +155,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar, TypeAlias
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 from flexctl.errors import ConfigurationError, Where
 from flexctl.procedure.expression import Expression
+
+if TYPE_CHECKING:
+    from flexctl.supervisor.alarm_defs import AlarmDefinition
 
 Literal: TypeAlias = bool | int | float | str
 """A literal value in a procedure: number, true/false or text."""
@@ -483,6 +494,8 @@ class Procedure:
     line: str | None = None
     line_where: Where | None = None
     interlocks: tuple[InterlockSpec, ...] = ()
+    #: ISA-18.2 limit alarms watched for the whole batch (see flexctl.supervisor.alarm_defs)
+    alarms: tuple[AlarmDefinition, ...] = ()
 
     @property
     def file(self) -> str:

@@ -74,6 +74,7 @@ from flexctl.procedure.model import (
     WaitUntilStep,
 )
 from flexctl.profile import Profile, SignalSpec
+from flexctl.supervisor.alarm_defs import AlarmDefinition
 
 #: The line a procedure without a ``line:`` is checked against.
 DEFAULT_LINE = "sim"
@@ -315,6 +316,8 @@ class _Validator:
         self.check_collisions(self.line)
         for interlock in self.interlocks:
             self.check_interlock(interlock, self.line)
+        for alarm in self.procedure.alarms:
+            self.check_alarm(alarm, self.line)
         earlier: set[str] = set()
         for unit in self.procedure.unit_procedures:
             before_unit = frozenset(earlier)
@@ -412,6 +415,33 @@ class _Validator:
                 interlock.device_where,
                 f"{what}: device {found.name} has no 'alarm' signal in profile "
                 f"{found.profile.name}, so its alarms cannot be watched",
+            )
+
+    def check_alarm(self, alarm: AlarmDefinition, line: Line) -> None:
+        """An ISA-18.2 limit alarm watches a numeric signal of a device on the line."""
+        what = f"alarm {alarm.name}"
+        device = line.devices.get(alarm.device)
+        if device is None:
+            known = ", ".join(sorted(line.devices))
+            self.problem(
+                alarm.where,
+                f"{what}: unknown device {alarm.device!r}"
+                f"{suggest(alarm.device, line.devices)} (line {line.name} has {known})",
+            )
+            return
+        profile = device.profile
+        spec = profile.signals.get(alarm.signal_name)
+        if spec is None:
+            self.problem(
+                alarm.where,
+                f"{what}: device {device.name} has no signal {alarm.signal_name!r}"
+                f"{suggest(alarm.signal_name, profile.signals)} in profile {profile.name}",
+            )
+        elif not _numeric(spec):
+            self.problem(
+                alarm.where,
+                f"{what}: signal {alarm.signal_name} of {device.name} is not a number in "
+                f"profile {profile.name}; a limit alarm needs a number",
             )
 
     # -- steps and rules ------------------------------------------------------------------

@@ -168,6 +168,14 @@ def audit_record(entry: JournalEntry) -> AuditRecord | None:
             new=value("action"),
             reason=text("reason"),
         )
+    if entry.kind is EntryKind.ALARM and "alarm" in p:  # an ISA-18.2 limit alarm
+        return audited(
+            f"alarm {text('event')}",
+            f"alarm {text('alarm')}",
+            old=value("old"),
+            new=value("new"),
+            reason=text("reason") or f"{text('signal')} = {text('value')} (limit {text('limit')})",
+        )
     if entry.kind is EntryKind.ALARM:
         raised = _names(p.get("raised"))
         cleared = _names(p.get("cleared"))

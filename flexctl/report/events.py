@@ -95,6 +95,17 @@ def build_events(entries: Iterable[JournalEntry], time: Timebase) -> Events:
                     _rest(p, "interlock", "event", "reason", "action"),
                 )
             )
+        elif e.kind is EntryKind.ALARM and "alarm" in p:  # an ISA-18.2 limit alarm
+            name, event = _text(p.get("alarm")), _text(p.get("event"))
+            alarms.append(
+                AlarmChange(
+                    at,
+                    e.device,
+                    (name,) if event == "Activate" else (),
+                    (name,) if event == "Clear" else (),
+                    (f"{name}: {_text(p.get('old'))} -> {_text(p.get('new'))} ({event})",),
+                )
+            )
         elif e.kind is EntryKind.ALARM:
             alarms.append(
                 AlarmChange(

@@ -142,6 +142,8 @@ def summary_section(r: BatchReport) -> Html:
         ("Holds and aborts", s.holds),
         ("Interlock trips", s.interlock_trips),
         ("Alarms raised", s.alarms_raised),
+        ("Alarm floods (> 10 in 10 min)", s.alarm_floods),
+        ("Chattering alarms (3 in 1 min)", ", ".join(s.chattering_alarms) or "none"),
         (
             "Signatures",
             join(

@@ -114,6 +114,8 @@ def _summary(s: Summary) -> Json:
         "holds": s.holds,
         "interlock_trips": s.interlock_trips,
         "alarms_raised": s.alarms_raised,
+        "alarm_floods": s.alarm_floods,
+        "chattering_alarms": list(s.chattering_alarms),
         "signatures": s.signatures,
         "signatures_by_simulation": s.signatures_by_simulation,
         "signatures_not_intact": s.signatures_not_intact,

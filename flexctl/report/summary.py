@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from flexctl.record.journal import JSONValue
 from flexctl.report.events import Events
 from flexctl.report.rows import Signature, UnitRow
+from flexctl.supervisor.alarms import chatters, flood_periods
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class Summary:
     holds: int
     interlock_trips: int
     alarms_raised: int
+    #: ISA-18.2 KPIs: floods (more than 10 activations in 10 min) and chattering
+    #: alarms (3 activations within 1 min)
+    alarm_floods: int
+    chattering_alarms: tuple[str, ...]
     signatures: int
     signatures_by_simulation: int
     signatures_not_intact: int
@@ -114,7 +119,23 @@ def build_summary(
         holds=sum(1 for s in events.states if s.new in ("Holding", "Aborting")),
         interlock_trips=sum(1 for i in events.interlocks if i.tripped),
         alarms_raised=sum(len(a.raised) for a in events.alarms),
+        alarm_floods=len(flood_periods(_activations(events), window=600.0, limit=10)),
+        chattering_alarms=_chattering(events),
         signatures=len(signatures),
         signatures_by_simulation=sum(1 for s in signatures if s.simulated),
         signatures_not_intact=sum(1 for s in signatures if s.binding != "intact"),
     )
+
+
+def _activations(events: Events) -> list[float]:
+    """Process times of every alarm activation (a device code raised, a limit alarm on)."""
+    return [a.at.process_time for a in events.alarms for _ in a.raised]
+
+
+def _chattering(events: Events) -> tuple[str, ...]:
+    """Alarms that activated 3 or more times within one minute."""
+    times: dict[str, list[float]] = {}
+    for change in events.alarms:
+        for name in change.raised:
+            times.setdefault(f"{change.device}:{name}", []).append(change.at.process_time)
+    return tuple(sorted(n for n, t in times.items() if chatters(t, window=60.0, count=3)))

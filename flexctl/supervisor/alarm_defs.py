@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,6 +115,8 @@ class AlarmDefinition:
     off_delay: float = 0.0
     interlock: bool = False
     message: str = ""
+    #: where its signal is written (for a validator's messages)
+    where: Where = field(default_factory=lambda: _SOMEWHERE, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         name = self.name if isinstance(self.name, str) else ""
@@ -143,11 +145,11 @@ class AlarmDefinition:
             raise InvalidAlarmDefinition(
                 name, "deadband", f"deadband must be a finite number >= 0, got {self.deadband!r}"
             )
-        for field in ("on_delay", "off_delay"):
-            delay = getattr(self, field)
+        for key in ("on_delay", "off_delay"):
+            delay = getattr(self, key)
             if not _is_number(delay) or not 0 <= delay <= MAX_SECONDS:
                 raise InvalidAlarmDefinition(
-                    name, field, f"{field} must be >= 0 s (and finite), got {delay!r}"
+                    name, key, f"{key} must be >= 0 s (and finite), got {delay!r}"
                 )
         if not isinstance(self.interlock, bool):
             raise InvalidAlarmDefinition(
@@ -225,7 +227,7 @@ def parse_alarm(raw: Any, where: Where = _SOMEWHERE) -> AlarmDefinition:
         if key in raw:
             fields[key] = _seconds(raw[key], at(key), f"{label}: {key}")
     try:
-        return AlarmDefinition(**fields)
+        return AlarmDefinition(**fields, where=at("signal"))
     except InvalidAlarmDefinition as exc:
         raise ConfigurationError(at(exc.field), f"{label}: {exc.message}") from None
 

@@ -116,6 +116,9 @@ from flexctl.profile import Value
 from flexctl.record.journal import SYSTEM, EntryKind, Journal, JournalEntry, jsonable
 from flexctl.record.signed import prompt_signature_hash
 from flexctl.record.store import Sample
+from flexctl.supervisor.alarm_defs import AlarmDefinition
+from flexctl.supervisor.alarm_states import AlarmEvent, AlarmTransition
+from flexctl.supervisor.alarms import AlarmMonitor
 from flexctl.supervisor.batch_state import (
     FINAL,
     BatchCommand,
@@ -362,6 +365,8 @@ class Executor:
         prompt_attempts: how often a prompt is asked before a wrong answer
             holds the batch.
         historian: takes each checked device's trend values (``Driver.trends``).
+        limit_alarms: ISA-18.2 limit alarms beside the procedure's own (``alarms:``),
+            e.g. a line's per-device ones; read with the monitor's checks.
     """
 
     def __init__(
@@ -378,6 +383,7 @@ class Executor:
         link_wait: float = 120.0,
         prompt_attempts: int = 3,
         historian: SampleSink | None = None,
+        limit_alarms: Sequence[AlarmDefinition] = (),
     ) -> None:
         if idle_period is None:
             idle_period = 15 * monitor_period
@@ -401,6 +407,14 @@ class Executor:
         self.idle_period = float(idle_period)
         self.historian = historian
         self._historian_failing = False  # an outage is journaled once, and its end
+        #: the ISA-18.2 limit alarms (the procedure's and those given), and per device
+        #: the signals they watch, read with each monitor check of the device
+        self.alarms = AlarmMonitor([*self.procedure.alarms, *limit_alarms])
+        self._alarm_signals: dict[str, tuple[str, ...]] = {}
+        for definition in self.alarms.definitions:
+            watched = self._alarm_signals.get(definition.device, ())
+            if definition.signal_name not in watched:
+                self._alarm_signals[definition.device] = (*watched, definition.signal_name)
         # device -> the trend signals its profile binds (see Driver.trends)
         self._trends = {
             name: tuple(t for t in driver.trends if _has_signal(driver, t))
@@ -505,6 +519,8 @@ class Executor:
                 interlock(spec)
         for spec in self.procedure.interlocks:
             interlock(spec)
+        if units is None or not units:  # batch-wide: the limit alarms' devices
+            found += [(a.where, a.device) for a in self.alarms.definitions]
         where = Where("interlocks")
         found += [(where, w.interlock.device) for w in self._watches if w.scope is None]
         found += [(where, w.interlock.device) for w in self._alarm_watches if w.scope is None]
@@ -1495,12 +1511,16 @@ class Executor:
                         )
                         return False
                 watches = self._watches_of(name)
+                limits = self._alarm_signals.get(name, ())
                 try:
-                    status, alarms, values = await self._read_checks(driver, watches)
+                    status, alarms, values = await self._read_checks(driver, watches, limits)
                 except LOST as exc:
                     self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
                     return False
                 worker.checkpoint()
+                # The limit alarms see the values now (the monitor does not run while held).
+                limit_values = {f"{name}.{signal}": values[signal] for signal in limits}
+                self._check_limits(name, limit_values, self.clock.now())
                 for watch in watches:
                     interlock = watch.interlock
                     value = values[interlock.signal_name]
@@ -1522,6 +1542,14 @@ class Executor:
                 )
                 if self._check_alarms(name, alarms):
                     return False
+            for limit_alarm in self.alarms.interlocking():
+                definition = limit_alarm.definition
+                self._trip(
+                    f"alarm:{definition.name}",
+                    definition.device,
+                    f"alarm {definition.name} still active at restart: {definition.text}",
+                )
+                return False
             if self._unsafe:
                 still = await self._safe_states(SafeAction.HOLD, self._unsafe)
                 worker.checkpoint()
@@ -1603,8 +1631,9 @@ class Executor:
             return
         watches = self._watches_of(name)
         trends = self._trends.get(name, ()) if self.historian is not None else ()
+        limits = self._alarm_signals.get(name, ())
         try:
-            _, alarms, values = await self._read_checks(driver, watches, trends)
+            _, alarms, values = await self._read_checks(driver, watches, (*trends, *limits))
         except LOST as exc:
             self._trip(f"link:{name}", name, f"device {name} not answering: {exc}")
             return
@@ -1632,6 +1661,7 @@ class Executor:
             return
         now = self.clock.now()
         self._keep_trends(name, trends, values, now)
+        self._check_limits(name, {f"{name}.{signal}": values[signal] for signal in limits}, now)
         for watch in watches:
             self._check_band(watch, values[watch.interlock.signal_name], now)
         self._check_alarms(name, alarms)
@@ -1666,6 +1696,62 @@ class Executor:
         if self._historian_failing:
             self._historian_failing = False
             self._write(EntryKind.RECORD, device=device, record="historian writes again")
+
+    def _check_limits(self, device: str, values: Mapping[str, Value], now: float) -> None:
+        """Feed the ISA-18.2 alarms; journal each transition; an interlock alarm holds."""
+        try:
+            transitions = [*self.alarms.expire(now), *self.alarms.update(values, now)]
+        except FlexctlError as exc:  # process time went back (a clock fault): say so, go on
+            self._write(
+                EntryKind.DEVIATION, device=device, deviation="alarm update failed", error=str(exc)
+            )
+            return
+        for transition in transitions:
+            self._alarm_transition(transition, actor=SYSTEM)
+
+    def _alarm_transition(self, transition: AlarmTransition, *, actor: str) -> None:
+        definition = next(d for d in self.alarms.definitions if d.name == transition.alarm)
+        # The safety action first, the journal after (as for every interlock).
+        if definition.interlock and transition.event is AlarmEvent.Activate:
+            self._trip(
+                f"alarm:{definition.name}",
+                definition.device,
+                f"alarm {definition.name} ({definition.priority.value}): {definition.text}",
+                value=transition.value,
+            )
+        self._write(
+            EntryKind.ALARM,
+            actor=actor,
+            device=definition.device,
+            alarm=transition.alarm,
+            old=transition.old.value,
+            new=transition.new.value,
+            event=transition.event.value,
+            active=transition.active,
+            reason=transition.reason,
+            value=transition.value,
+            until=transition.until,
+            signal=definition.signal,
+            limit_kind=definition.kind.value,
+            limit=definition.limit,
+            priority=definition.priority.value,
+            interlock=definition.interlock,
+        )
+
+    def acknowledge_alarm(self, name: str, *, user: str, reason: str) -> AlarmTransition:
+        """A person acknowledges alarm ``name`` (ISA-18.2); journaled with the person."""
+        transition = self.alarms.acknowledge(name, user=user, reason=reason, now=self.clock.now())
+        self._alarm_transition(transition, actor=user)
+        return transition
+
+    def shelve_alarm(self, name: str, *, user: str, reason: str, seconds: float) -> AlarmTransition:
+        """A person shelves alarm ``name`` for ``seconds`` of process time; journaled."""
+        now = self.clock.now()
+        transition = self.alarms.shelve(
+            name, user=user, reason=reason, until=now + seconds, now=now
+        )
+        self._alarm_transition(transition, actor=user)
+        return transition
 
     def _check_band(self, watch: _BandWatch, value: Value, now: float) -> None:
         interlock = watch.interlock

@@ -154,7 +154,8 @@ class _Reader:
                 if p.get("decision") == "done":
                     self.decided_done = self.unknown.step
                 self.unknown = None
-        elif kind is EntryKind.ALARM and entry.device:
+        elif kind is EntryKind.ALARM and entry.device and isinstance(p.get("active"), list):
+            # a device's own alarm codes (a limit alarm's transition has "alarm" and a bool)
             self.alarms[entry.device] = parse_alarms(",".join(map(str, _list(p.get("active")))))
 
     def _state(self, state: BatchState) -> None:
