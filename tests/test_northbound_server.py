@@ -479,6 +479,25 @@ async def test_alarms_are_acknowledged_by_an_operator_and_shelved_by_a_superviso
         assert isinstance(acts[1][2], dict) and acts[1][2]["state"] == "Shelved"
 
 
+async def test_the_batchs_own_alarms_are_acknowledged_through_its_executor_and_journaled(
+    tmp_path: Path, pki: Path
+) -> None:
+    async with serving(tmp_path, pki) as served:  # no monitor given: the executor's own
+        served.executor.alarms = temperature_alarm()
+        served.executor.alarms.update({"heater.temperature": 38.0}, served.rig.clock.now())
+        served.server.refresh()
+        await served.server.publish()
+        async with login(served, "op1") as client:
+            assert await read(client, "Batch.ActiveAlarms") == [
+                "TAH-101 [High] Unacknowledged: Culture temperature high"
+            ]
+            await call(client, "AcknowledgeAlarm", "TAH-101", "seen, heater checked")
+        journaled = [e for e in served.rig.journal.entries() if e.payload.get("alarm") == "TAH-101"]
+        assert [(e.actor, e.payload["event"], e.payload["reason"]) for e in journaled] == [
+            ("op1", "Acknowledge", "seen, heater checked")
+        ]
+
+
 # -- lifecycle ---------------------------------------------------------------------------------
 
 

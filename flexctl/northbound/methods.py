@@ -201,9 +201,12 @@ class BatchMethods:
     def _acknowledge(self, caller: Caller, name: str, reason: str) -> str:
         monitor, executor = self._monitor(name), self._need_executor()
         try:
-            transition = monitor.acknowledge(
-                name, user=caller.user_id, reason=reason, now=executor.clock.now()
-            )
+            if monitor is executor.alarms:  # the batch's own: journaled by the executor
+                transition = executor.acknowledge_alarm(name, user=caller.user_id, reason=reason)
+            else:
+                transition = monitor.acknowledge(
+                    name, user=caller.user_id, reason=reason, now=executor.clock.now()
+                )
         except _ALARM_ERRORS as exc:
             raise _alarm_error(exc) from exc
         self._alarm_done(caller, Action.AcknowledgeAlarm, transition)
@@ -215,18 +218,27 @@ class BatchMethods:
             raise CallError("BadInvalidArgument", "ShelveAlarm: DurationS must be > 0 seconds")
         now = executor.clock.now()
         try:
-            transition = monitor.shelve(
-                name, user=caller.user_id, reason=reason, until=now + duration, now=now
-            )
+            if monitor is executor.alarms:  # the batch's own: journaled by the executor
+                transition = executor.shelve_alarm(
+                    name, user=caller.user_id, reason=reason, seconds=duration
+                )
+            else:
+                transition = monitor.shelve(
+                    name, user=caller.user_id, reason=reason, until=now + duration, now=now
+                )
         except _ALARM_ERRORS as exc:
             raise _alarm_error(exc) from exc
         self._alarm_done(caller, Action.ShelveAlarm, transition)
         return f"{name}: {transition.old.value} -> {transition.new.value} until {now + duration:g}"
 
     def _monitor(self, name: str) -> AlarmMonitor:
-        if self.alarms is None:
-            raise CallError("BadNotFound", f"no alarm named {name!r} (this server has no alarms)")
-        return self.alarms
+        """The alarms given to the server, else the batch's own (its executor's)."""
+        if self.alarms is not None:
+            return self.alarms
+        executor = self._executor()
+        if executor is not None:
+            return executor.alarms
+        raise CallError("BadNotFound", f"no alarm named {name!r} (this server has no alarms)")
 
     def _alarm_done(self, caller: Caller, action: Action, transition: AlarmTransition) -> None:
         # Audited, not journaled: a stored batch's record reads every alarm entry

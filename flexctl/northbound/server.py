@@ -361,7 +361,11 @@ class SupervisorServer:
         shown: dict[str, tuple[Kind, Shown]] = {"Name": (Kind.String, self.view.name)}
         for path, item in self.view.shown().items():
             shown[f"Devices.{path}"] = item
-        batch = batch_shown(self._attached, self.progress, self.prompter, self.alarms, self.view)
+        # The alarms given, else the batch's own (its executor's ISA-18.2 monitor).
+        alarms = self.alarms
+        if alarms is None and self._attached is not None:
+            alarms = self._attached.alarms
+        batch = batch_shown(self._attached, self.progress, self.prompter, alarms, self.view)
         shown.update({f"Batch.{key}": item for key, item in batch.items()})
         return shown
 
