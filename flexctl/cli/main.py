@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from flexctl.cli import audit, demo, report, resume, run, sim, users, validate
+from flexctl.cli import audit, console, demo, report, resume, run, serve, sim, users, validate
 from flexctl.errors import ConfigurationError, FlexctlError
 from flexctl.logs import configure_logging
 
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parser(commands)
     users.add_parser(commands)
     report.add_parser(commands)
+    serve.add_parser(commands)
+    console.add_parser(commands)
     return parser
 
 

@@ -238,8 +238,14 @@ def _user() -> str:
         return "flexctl-user"
 
 
-def _plan(args: argparse.Namespace) -> Plan | list[ConfigurationError]:
-    """Check everything a run needs; every problem, or the plan."""
+def _plan(
+    args: argparse.Namespace, *, people_answer: bool = False
+) -> Plan | list[ConfigurationError]:
+    """Check everything a run needs; every problem, or the plan.
+
+    ``people_answer``: prompts are answered by people at a console (``flexctl serve``),
+    so a prompt step is no problem without auto-sign.
+    """
     from flexctl.errors import ConfigurationError, Where
     from flexctl.procedure.validate import check_procedure, validate_procedure
 
@@ -250,7 +256,7 @@ def _plan(args: argparse.Namespace) -> Plan | list[ConfigurationError]:
     assert procedure is not None and line is not None  # no problems: both were loaded
     problems: list[ConfigurationError] = []
     timing = _timing(args, line, problems)
-    auto_sign, why = _who_signs(args, procedure, line, problems)
+    auto_sign, why = _who_signs(args, procedure, line, problems, people_answer=people_answer)
     simulated = _missing_parameters(procedure, check.values, auto_sign, problems)
     values = {**check.values, **simulated}
     if simulated:  # checked again with the made-up values in place
@@ -364,6 +370,8 @@ def _who_signs(
     procedure: Procedure,
     line: Line,
     problems: list[ConfigurationError],
+    *,
+    people_answer: bool = False,
 ) -> tuple[bool, str]:
     """Whether the simulation user answers the prompts, and why."""
     from flexctl.errors import ConfigurationError, Where
@@ -385,7 +393,7 @@ def _who_signs(
         auto_sign = not hardware
         why = f"implied: every device of line {line.name} is a twin" if auto_sign else "off"
     prompts = [s for s in procedure.steps() if isinstance(s, PromptStep)]
-    if prompts and not auto_sign:
+    if prompts and not auto_sign and not people_answer:
         problems.append(
             ConfigurationError(
                 prompts[0].where,
