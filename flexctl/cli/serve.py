@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,11 +45,9 @@ from flexctl.cli.run import (
 
 if TYPE_CHECKING:
     from flexctl.cli.progress import Output
-    from flexctl.line_runtime import LineRuntime
     from flexctl.northbound.server import SupervisorServer
     from flexctl.record.sqlite_store import SqliteStore
     from flexctl.supervisor.batch_state import BatchState
-    from flexctl.supervisor.executor import Executor
 
 #: The standard OPC UA port, on loopback: a console on the same machine by default.
 DEFAULT_ENDPOINT: Final = "opc.tcp://127.0.0.1:4840/flexctl"
@@ -165,6 +162,7 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
     from flexctl.cli.progress import ObservedJournal, Output, Progress
     from flexctl.line_runtime import LineRuntime
     from flexctl.northbound import NorthboundPrompter
+    from flexctl.northbound.serve import serve_batch
     from flexctl.record.historian import Historian
     from flexctl.record.signing import Signatures
     from flexctl.supervisor.batch_state import BatchState
@@ -203,14 +201,15 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
                 stream.line(f"serving: {server.endpoint}")
                 stream.line("waiting for a person to start the batch (flexctl console: start)")
 
-            state = await _serve_batch(
+            state = await serve_batch(
                 executor,
                 store,
-                runtime,
+                line=runtime,
                 certificate_dir=pki,
                 endpoint=args.endpoint,
-                insecure=args.insecure_loopback,
-                linger=args.linger,
+                allow_insecure_loopback=args.insecure_loopback,
+                refresh_s=REFRESH_S,
+                linger_s=args.linger,
                 ready=ready,
             )
     except asyncio.CancelledError:
@@ -227,53 +226,6 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
         return EXIT_SIGTERM
     stream.line(f"batch {plan.batch_id} ended {state.value if state else batch.state.value}")
     return EXIT_OK if state is BatchState.Complete else EXIT_FAILED
-
-
-async def _serve_batch(
-    executor: Executor,
-    store: SqliteStore,
-    runtime: LineRuntime,
-    *,
-    certificate_dir: Path,
-    endpoint: str,
-    insecure: bool,
-    linger: float,
-    ready: Callable[[SupervisorServer], None],
-) -> BatchState:
-    """:func:`flexctl.northbound.serve_batch`, but serving ``linger`` s more after the end.
-
-    serve_batch stops serving the moment the run ends, so a console waiting for
-    Complete would only see its session drop; the final state stays readable here.
-    """
-    from flexctl.northbound.server import SupervisorServer
-
-    server = SupervisorServer(
-        runtime,
-        executor,
-        store,
-        certificate_dir=certificate_dir,
-        endpoint=endpoint,
-        allow_insecure_loopback=insecure,
-    )
-    async with server:
-        ready(server)
-        refresher = asyncio.get_running_loop().create_task(_refresh(server))
-        try:
-            state = await server.runner.wait()
-            server.refresh()
-            await server.publish()
-            if linger > 0:
-                await asyncio.sleep(linger)  # wall time: for people and scripts to read it
-            return state
-        finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
-
-
-async def _refresh(server: SupervisorServer) -> None:
-    while True:
-        await asyncio.sleep(REFRESH_S)  # wall time: how often a console's figures move
-        server.refresh()
 
 
 def _header(plan: Plan, out: Output, actor: str) -> None:

@@ -37,6 +37,7 @@ async def serve_batch(
     allow_insecure_loopback: bool = False,
     trusted_clients: Path | None = None,
     refresh_s: float = 1.0,
+    linger_s: float = 0.0,
     ready: Callable[[SupervisorServer], object] | None = None,
 ) -> BatchState:
     """Serve ``executor``'s batch over OPC UA until a run started by a client ends.
@@ -54,6 +55,8 @@ async def serve_batch(
         trusted_clients: a folder of the only client certificates accepted.
         refresh_s: wall seconds between two refreshes of link states and runtime
             (a display rate, not process logic: no device is asked anything).
+        linger_s: wall seconds to go on serving after the run ended, so a console
+            waiting for the final state sees it before its session drops.
         ready: called with the server once it listens (its ``endpoint`` names the port).
 
     Returns:
@@ -78,7 +81,12 @@ async def serve_batch(
             _refresh(server, refresh_s), name="flexctl-northbound-refresh"
         )
         try:
-            return await server.runner.wait()
+            state = await server.runner.wait()
+            if linger_s > 0:
+                server.refresh()
+                await server.publish()
+                await asyncio.sleep(linger_s)  # wall time: for people and scripts to read it
+            return state
         finally:
             refresher.cancel()
             await asyncio.gather(refresher, return_exceptions=True)
