@@ -106,28 +106,8 @@ def add_parser(commands: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("procedure", type=Path, help="the procedure file (YAML)")
-    parser.add_argument(
-        "--line",
-        help="a shipped line name or a path to a line file (default: the procedure's 'line:', "
-        "else sim)",
-    )
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a batch parameter (repeatable)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="the line seed of the twins (default 0)"
-    )
-    parser.add_argument(
-        "--speed",
-        type=_factor,
-        default=None,
-        help="process time = wall time x this factor (default: a virtual clock, as fast as "
-        "the twins answer)",
+    add_batch_arguments(
+        parser, speed_help="(default: a virtual clock, as fast as the twins answer)"
     )
     parser.add_argument(
         "--twins",
@@ -149,13 +129,42 @@ def add_parser(commands: Any) -> None:
         help="the simulation user answers and signs every prompt (implied on a line of twins; "
         "refused on a line with hardware)",
     )
+    parser.set_defaults(handler=run)
+
+
+def add_batch_arguments(
+    parser: argparse.ArgumentParser, *, speed_help: str, speed_default: float | None = None
+) -> None:
+    """The arguments of a batch that ``flexctl run`` and ``flexctl serve`` share."""
+    parser.add_argument("procedure", type=Path, help="the procedure file (YAML)")
+    parser.add_argument(
+        "--line",
+        help="a shipped line name or a path to a line file (default: the procedure's 'line:', "
+        "else sim)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a batch parameter (repeatable)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="the line seed of the twins (default 0)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=_factor,
+        default=speed_default,
+        help=f"process time = wall time x this factor {speed_help}",
+    )
     parser.add_argument("--batch-id", default=None, help="the batch id (default: name-UTC time)")
     parser.add_argument(
         "--db",
         type=Path,
         default=Path(DEFAULT_DB),
-        help=f"the record store (SQLite) the batch is written to (default {DEFAULT_DB} here; "
-        "created if missing)",
+        help=f"the record store (SQLite) the batch is written to, with the users who sign "
+        f"(default {DEFAULT_DB} here; created if missing)",
     )
     parser.add_argument(
         "--monitor-period",
@@ -165,7 +174,6 @@ def add_parser(commands: Any) -> None:
         help=f"process time between two checks of a device in use by the interlock monitor "
         f"(default {DEFAULT_MONITOR}; idle devices every 15 periods)",
     )
-    parser.set_defaults(handler=run)
 
 
 # -- the plan: everything checked before anything starts ---------------------------------

@@ -25,22 +25,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from flexctl.cli.run import (
-    DEFAULT_DB,
-    DEFAULT_MONITOR,
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     Plan,
-    _factor,
     _finish_record,
     _journal_origins,
     _make_clock,
     _open_store,
-    _period,
     _plan,
     _print_problems,
     _start_record,
     _user,
+    add_batch_arguments,
 )
 
 if TYPE_CHECKING:
@@ -64,18 +61,7 @@ def add_parser(commands: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("procedure", type=Path, help="the procedure file (YAML)")
-    parser.add_argument(
-        "--line",
-        help="a shipped line name or a path to a line file (default: the procedure's 'line:', "
-        "else sim)",
-    )
-    parser.add_argument(
-        "--db",
-        type=Path,
-        default=Path(DEFAULT_DB),
-        help=f"the record store with the users; the batch is written there (default {DEFAULT_DB})",
-    )
+    add_batch_arguments(parser, speed_help="(default 1)", speed_default=1.0)
     parser.add_argument(
         "--endpoint",
         default=DEFAULT_ENDPOINT,
@@ -86,31 +72,6 @@ def add_parser(commands: Any) -> None:
         type=Path,
         default=None,
         help="the server's certificate folder (default: 'pki' beside the store; made if missing)",
-    )
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a batch parameter (repeatable)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=None, help="the line seed of the twins (default 0)"
-    )
-    parser.add_argument(
-        "--speed",
-        type=_factor,
-        default=1.0,
-        help="process time = wall time x this factor (default 1)",
-    )
-    parser.add_argument("--batch-id", default=None, help="the batch id (default: name-UTC time)")
-    parser.add_argument(
-        "--monitor-period",
-        type=_period,
-        default=_period(DEFAULT_MONITOR),
-        metavar="DURATION",
-        help=f"process time between two interlock checks of a device in use "
-        f"(default {DEFAULT_MONITOR})",
     )
     parser.add_argument(
         "--linger",

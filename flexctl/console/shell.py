@@ -21,25 +21,13 @@ from pathlib import Path
 from typing import Final, Protocol, TextIO
 
 from flexctl.console.client import Connection, ConsoleError, Reply, Snapshot, variant
+from flexctl.supervisor.batch_state import FINAL, BatchState
 
 PROMPT: Final = "flexctl> "
 HISTORY: Final = Path("~/.flexctl_history")
 HISTORY_LENGTH: Final = 1000
-STATES: Final = (
-    "Idle",
-    "Running",
-    "Pausing",
-    "Paused",
-    "Holding",
-    "Held",
-    "Restarting",
-    "Stopping",
-    "Stopped",
-    "Aborting",
-    "Aborted",
-    "Complete",
-)
-FINAL_STATES: Final = frozenset({"Complete", "Stopped", "Aborted"})
+STATES: Final = tuple(state.value for state in BatchState)
+FINAL_STATES: Final = frozenset(state.value for state in FINAL)
 POLL: Final = 0.2  # wall seconds between two reads of a wait: a display pace
 DEFAULT_WAIT: Final = 60.0
 #: How many values of a device the status shows.
