@@ -23,6 +23,10 @@ Per device:
   ``endpoint:`` (real hardware, its scheme matching the transport), never both.
   An endpoint may carry a password, so no message ever repeats one.
 - ``description``: optional text.
+- ``alarms``: optional ISA-18.2 limit alarms on this device's numeric signals
+  (the keys of :mod:`flexctl.supervisor.alarm_defs`; ``signal`` is the
+  signal's name, or ``device.signal`` naming this device). They are the
+  plant's own, watched in every batch on the line, beside a procedure's.
 
 Every error is a :class:`~flexctl.errors.ConfigurationError` naming the file,
 line and column of the offending key or value.
@@ -34,7 +38,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import Driver
 from drivers.registry import driver_class
@@ -45,8 +49,11 @@ from flexctl.transports.registry import check_profile, scheme_of
 from flexctl.twins import FAMILY, KINDS
 from flexctl.yamlpos import PosDict, load_file, require_mapping
 
+if TYPE_CHECKING:
+    from flexctl.supervisor.alarm_defs import AlarmDefinition
+
 LINE_KEYS = ("line", "description", "devices")
-DEVICE_KEYS = ("driver", "profile", "transport", "twin", "endpoint", "description")
+DEVICE_KEYS = ("driver", "profile", "transport", "twin", "endpoint", "description", "alarms")
 
 #: The endpoint scheme each transport kind expects.
 SCHEMES: Mapping[str, str] = {
@@ -71,6 +78,7 @@ class LineDevice:
     twin: bool
     where: Where
     description: str = ""
+    alarms: tuple[AlarmDefinition, ...] = ()
 
     def driver_class(self) -> type[Driver]:
         return driver_class(self.driver)
@@ -84,6 +92,11 @@ class Line:
     description: str
     devices: Mapping[str, LineDevice]
     where: Where
+
+    @property
+    def alarms(self) -> tuple[AlarmDefinition, ...]:
+        """Every device's own limit alarms."""
+        return tuple(alarm for device in self.devices.values() for alarm in device.alarms)
 
 
 def load_line(path: Path) -> Line:
@@ -185,7 +198,36 @@ def _device(name: str, raw: Any, devices: PosDict, path: Path) -> LineDevice:
         twin=twin,
         where=spec.where,
         description=description,
+        alarms=_alarms(name, spec, profile),
     )
+
+
+def _alarms(name: str, spec: PosDict, profile: Profile) -> tuple[AlarmDefinition, ...]:
+    """A device's own limit alarms, each on a numeric signal of its profile."""
+    from flexctl.supervisor.alarm_defs import parse_alarms
+
+    raw = spec.get("alarms")
+    if raw is None:
+        return ()
+    if isinstance(raw, list):  # a bare signal name is this device's
+        for item in raw:
+            signal = item.get("signal") if isinstance(item, dict) else None
+            if isinstance(signal, str) and "." not in signal:
+                item["signal"] = f"{name}.{signal}"
+    alarms = parse_alarms(raw, spec.at("alarms"))
+    for alarm in alarms:
+        if alarm.device != name:
+            raise ConfigurationError(
+                alarm.where, f"device {name}: alarm {alarm.name} watches another device's signal"
+            )
+        signal = profile.signals.get(alarm.signal_name)
+        if signal is None or not signal.numeric:
+            raise ConfigurationError(
+                alarm.where,
+                f"device {name}: alarm {alarm.name} needs a numeric signal of profile "
+                f"{profile.name}, not {alarm.signal_name!r}",
+            )
+    return alarms
 
 
 def _profile(name: str, spec: PosDict, line_path: Path) -> Profile:

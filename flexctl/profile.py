@@ -77,6 +77,11 @@ class SignalSpec:
         """The type on the wire: an enum travels as its member's index."""
         return self.type
 
+    @property
+    def numeric(self) -> bool:
+        """Whether its values are numbers (a band or a limit alarm can watch it)."""
+        return self.enum is None and self.type not in ("bool", "string")
+
     def decode(self, wire: Any, device: str = "") -> Value:
         """Turn what the transport read into the signal's value."""
         if self.enum is not None:

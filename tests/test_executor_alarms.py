@@ -99,3 +99,39 @@ def test_an_alarm_on_a_signal_the_line_lacks_is_a_validation_error() -> None:
     assert not loaded.problems and loaded.procedure is not None
     assert loaded.procedure.alarms[0].signal == "heater.nope"
     assert loaded.procedure.alarms[0].where.line == 4  # the line of its signal
+
+
+async def test_a_lines_own_alarms_are_watched_beside_the_procedures(rig: Rig) -> None:
+    from flexctl.supervisor.alarm_defs import AlarmDefinition, AlarmKind, AlarmPriority
+
+    plant = AlarmDefinition(
+        name="LAH-T-1",
+        signal="tank.level",
+        kind=AlarmKind.High,
+        limit=100,
+        priority=AlarmPriority.Medium,
+    )
+    tank = rig.devices["tank"].memory.values
+    executor = rig.make(make_procedure(LONG), monitor_period=MIN, limit_alarms=[plant])
+    run = start(executor)
+    await rig.clock.sleep_until(3 * MIN + 1)
+    tank["level"] = 150.0
+    await rig.clock.sleep_until(5 * MIN + 1)
+    assert transitions(rig) == [("LAH-T-1", "Activate", "Unacknowledged", "system")]
+    assert executor.state is S.Running  # not an interlock: annunciated only
+    executor.command(C.Abort, actor="alice")
+    assert await run is S.Aborted
+
+
+def test_a_procedure_alarm_named_like_a_line_alarm_is_a_validation_error() -> None:
+    from flexctl.line import shipped_line
+    from flexctl.procedure.validate import validate_procedure
+
+    text = ALARMED.replace("TAH-1", "LAH-BR-01").replace(
+        "heater.temperature", "bioreactor.temperature"
+    )
+    procedure = make_procedure(
+        text.replace("tank.level", "bioreactor.volume").replace("line: test\n", "")
+    )
+    problems = validate_procedure(procedure, shipped_line("sim"), values={})
+    assert any("LAH-BR-01" in p.message and "already" in p.message for p in problems)

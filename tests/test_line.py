@@ -258,3 +258,45 @@ def test_a_status_signal_without_an_enum_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_line(path)
     assert "signal status: needs an enum naming its values on the wire" in caught.value.message
+
+
+THAW_ALARMED = (
+    "  thaw:\n"
+    "    driver: thaw\n"
+    "    profile: thaw.serial\n"
+    "    transport: serial\n"
+    "    twin: true\n"
+    "    alarms:\n"
+    "      - {name: TAH-TH-1, signal: @@SIGNAL, kind: high, limit: 40, priority: high}\n"
+)
+
+
+def test_a_devices_own_limit_alarms_are_loaded_and_named_by_the_device(tmp_path: Path) -> None:
+    clean, _, _ = _marked(HEAD + THAW_ALARMED.replace("SIGNAL", "plate_temperature"))
+    line = load_line(_write(tmp_path, clean))
+    (alarm,) = line.alarms
+    assert (alarm.name, alarm.signal, alarm.limit) == ("TAH-TH-1", "thaw.plate_temperature", 40)
+    assert line.devices["thaw"].alarms == (alarm,)
+
+
+@pytest.mark.parametrize(
+    ("signal", "fragment"),
+    [
+        ("bag_loaded", "needs a numeric signal"),  # a bool
+        ("nope", "needs a numeric signal"),
+        ("bioreactor.temperature", "another device's signal"),
+    ],
+)
+def test_a_device_alarm_on_a_signal_it_cannot_watch_is_refused_where_it_is(
+    tmp_path: Path, signal: str, fragment: str
+) -> None:
+    clean, line, column = _marked(HEAD + THAW_ALARMED.replace("SIGNAL", signal))
+    path = _write(tmp_path, clean)
+    with pytest.raises(ConfigurationError) as caught:
+        load_line(path)
+    assert fragment in caught.value.message
+    assert caught.value.where == Where(str(path), line, column), caught.value
+
+
+def test_the_shipped_sim_line_watches_the_bag_volume() -> None:
+    assert [a.name for a in shipped_line("sim").alarms] == ["LAH-BR-01"]

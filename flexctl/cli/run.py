@@ -989,6 +989,7 @@ async def _execute(
                 prompter=AutoSigner(plan.answers) if plan.auto_sign else None,
                 monitor_period=plan.monitor_period,
                 historian=historian,
+                limit_alarms=plan.line.alarms,
             )
             signals.executor = headless.executor = executor
             await executor.run(actor=actor, resume=plan.resume)

@@ -156,6 +156,7 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
                 prompter=NorthboundPrompter(Signatures(store, clock)),
                 monitor_period=plan.monitor_period,
                 historian=historian,
+                limit_alarms=plan.line.alarms,
             )
 
             def ready(server: SupervisorServer) -> None:

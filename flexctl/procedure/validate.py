@@ -79,8 +79,6 @@ from flexctl.supervisor.alarm_defs import AlarmDefinition
 #: The line a procedure without a ``line:`` is checked against.
 DEFAULT_LINE = "sim"
 
-#: Profile value types that are not numbers (an enum signal is not one either).
-NOT_NUMBERS = frozenset({"bool", "string"})
 
 #: Public async driver methods a procedure does not call as commands: the
 #: language has its own steps for them (``set``, ``wait_until``, ``record``)
@@ -316,8 +314,15 @@ class _Validator:
         self.check_collisions(self.line)
         for interlock in self.interlocks:
             self.check_interlock(interlock, self.line)
+        plant = {alarm.name: alarm for alarm in self.line.alarms}
         for alarm in self.procedure.alarms:
             self.check_alarm(alarm, self.line)
+            if alarm.name in plant:
+                self.problem(
+                    alarm.where,
+                    f"alarm {alarm.name}: line {self.line.name} has an alarm of that name "
+                    f"already (at {plant[alarm.name].where})",
+                )
         earlier: set[str] = set()
         for unit in self.procedure.unit_procedures:
             before_unit = frozenset(earlier)
@@ -394,7 +399,7 @@ class _Validator:
                     f"{what}: device {device.name} has no signal {member!r}"
                     f"{suggest(member, profile.signals)} in profile {profile.name}",
                 )
-            elif not _numeric(spec):
+            elif not spec.numeric:
                 kind = f"one of {', '.join(spec.enum)}" if spec.enum is not None else spec.type
                 self.problem(
                     where,
@@ -437,7 +442,7 @@ class _Validator:
                 f"{what}: device {device.name} has no signal {alarm.signal_name!r}"
                 f"{suggest(alarm.signal_name, profile.signals)} in profile {profile.name}",
             )
-        elif not _numeric(spec):
+        elif not spec.numeric:
             self.problem(
                 alarm.where,
                 f"{what}: signal {alarm.signal_name} of {device.name} is not a number in "
@@ -661,10 +666,6 @@ class _Validator:
 
 def _name_where(interlock: InterlockSpec) -> Where:
     return interlock.name_where or interlock.where
-
-
-def _numeric(spec: SignalSpec) -> bool:
-    return spec.enum is None and spec.type not in NOT_NUMBERS
 
 
 def _offset_of(text: str, name: str) -> int:
