@@ -69,6 +69,10 @@ SIGNAL_EXITS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 DEFAULT_MONITOR = "1 min"
 #: The record store of a run, in the working directory.
 DEFAULT_DB = "flexctl.db"
+#: Where ``--serve`` listens when no endpoint is given.
+DEFAULT_SERVE = "opc.tcp://127.0.0.1:4840/flexctl"
+#: Wall seconds a served run goes on serving after the batch ended (consoles read the end).
+SERVE_LINGER_S = 3.0
 TWIN_CHOICES: Final = ("in-process", "external")
 #: The ``record`` of the journal entries saying where each device is (first in the journal).
 ORIGIN_RECORD: Final = "device origin"
@@ -128,6 +132,21 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="the simulation user answers and signs every prompt (implied on a line of twins; "
         "refused on a line with hardware)",
+    )
+    parser.add_argument(
+        "--serve",
+        nargs="?",
+        const=DEFAULT_SERVE,
+        default=None,
+        metavar="ENDPOINT",
+        help=f"also serve the batch over OPC UA for consoles (default endpoint {DEFAULT_SERVE}); "
+        "a held batch then waits for a person instead of being stopped",
+    )
+    parser.add_argument(
+        "--pki",
+        type=Path,
+        default=None,
+        help="with --serve: the server's certificate folder (default: 'pki' beside the store)",
     )
     parser.set_defaults(handler=run)
 
@@ -196,6 +215,9 @@ class Plan:
     auto_sign_why: str
     monitor_period: float
     db: Path = Path(DEFAULT_DB)
+    #: Where to serve the batch over OPC UA (None: not served), and the server's certificates.
+    serve: str | None = None
+    pki: Path | None = None
     #: A batch that goes on from its journal (flexctl resume), instead of a new one.
     resume: Resumption | None = None
     #: Its process time and the UTC time process time 0 stood for, to go on from.
@@ -292,6 +314,8 @@ def _plan(
         auto_sign_why=why,
         monitor_period=args.monitor_period,
         db=args.db,
+        serve=getattr(args, "serve", None),
+        pki=getattr(args, "pki", None),
         simulated=simulated,
         answers=answers,
         answer_notes=notes,
@@ -728,6 +752,32 @@ def _open_store(plan: Plan) -> SqliteStore:
     return store
 
 
+async def _run_executor(
+    plan: Plan,
+    executor: Executor,
+    runtime: LineRuntime,
+    store: SqliteStore,
+    *,
+    out: Output,
+    actor: str,
+) -> None:
+    """Run the batch; with ``--serve``, while serving it over OPC UA for consoles."""
+    if plan.serve is None:
+        await executor.run(actor=actor, resume=plan.resume)
+        return
+    from flexctl.northbound.server import SupervisorServer
+
+    if not any(not user.disabled for user in store.users()):
+        out.line("serving, but the store has no enabled user: nobody can log in (flexctl users)")
+    pki = plan.pki if plan.pki is not None else plan.db.parent / "pki"
+    async with SupervisorServer(
+        runtime, executor, store, certificate_dir=pki, endpoint=plan.serve
+    ) as server:
+        out.line(f"serving: {server.endpoint}")
+        await executor.run(actor=actor, resume=plan.resume)
+        await server.linger(SERVE_LINGER_S)
+
+
 def _finish_record(
     plan: Plan, journal: Journal, historian: Historian, store: SqliteStore, out: Output
 ) -> list[JournalEntry]:
@@ -960,7 +1010,8 @@ async def _execute(
     clock = _make_clock(plan)
     journal = ObservedJournal()
     journal.subscribe(Progress(plan.procedure, stream))
-    journal.subscribe(headless)
+    if plan.serve is None:  # served, a person at a console restarts a held batch
+        journal.subscribe(headless)
     for observer in observers:
         journal.subscribe(observer)
     batch = Batch(plan.batch_id, plan.procedure, plan.values)
@@ -992,7 +1043,7 @@ async def _execute(
                 limit_alarms=plan.line.alarms,
             )
             signals.executor = headless.executor = executor
-            await executor.run(actor=actor, resume=plan.resume)
+            await _run_executor(plan, executor, runtime, store, out=stream, actor=actor)
     except asyncio.CancelledError:
         # Ours (a second Ctrl-C, or one before the batch started): exit 130, no trace.
         if not signals.hard or task.uncancel() > 0:

@@ -82,10 +82,7 @@ async def serve_batch(
         )
         try:
             state = await server.runner.wait()
-            if linger_s > 0:
-                server.refresh()
-                await server.publish()
-                await asyncio.sleep(linger_s)  # wall time: for people and scripts to read it
+            await server.linger(linger_s)
             return state
         finally:
             refresher.cancel()

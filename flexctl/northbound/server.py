@@ -242,6 +242,15 @@ class SupervisorServer:
             session.close()
         self._signing.clear()
 
+    async def linger(self, seconds: float) -> None:
+        """Show the batch as it ended, and go on serving ``seconds`` of wall time, so a
+        console waiting for the final state reads it before its session drops."""
+        if seconds <= 0:
+            return
+        self.refresh()
+        await self.publish()
+        await asyncio.sleep(seconds)  # wall time: for people and scripts to read it
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
