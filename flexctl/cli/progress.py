@@ -25,7 +25,14 @@ from flexctl.procedure.model import (
     WaitUntilStep,
 )
 from flexctl.profile import Value
-from flexctl.record.journal import EntryKind, Journal, JournalEntry, JSONValue, MemoryJournal
+from flexctl.record.journal import (
+    SYSTEM,
+    EntryKind,
+    Journal,
+    JournalEntry,
+    JSONValue,
+    MemoryJournal,
+)
 from flexctl.report.wording import (
     describe_step,
     number,
@@ -302,11 +309,15 @@ class Progress:
 
     def _on_alarm(self, entry: JournalEntry) -> None:
         p = entry.payload
-        self.line(
-            entry,
-            entry.device,
-            f"ALARM raised {p.get('raised') or '-'}, cleared {p.get('cleared') or '-'}",
-        )
+        if "alarm" in p:  # an ISA-18.2 limit alarm's transition
+            who = f" by {entry.actor}" if entry.actor != SYSTEM else ""
+            text = (
+                f"ALARM {p.get('alarm')} ({p.get('priority')}): {p.get('event')}{who}, "
+                f"{p.get('old')} -> {p.get('new')}"
+            )
+        else:  # the device's own alarm codes
+            text = f"ALARM raised {p.get('raised') or '-'}, cleared {p.get('cleared') or '-'}"
+        self.line(entry, entry.device, text)
 
 
 # -- the summary -------------------------------------------------------------------------
