@@ -111,8 +111,10 @@ class Driver(ABC):
     #: Methods whose second sending does what one does (see :meth:`recover`).
     resendable: ClassVar[frozenset[str]] = frozenset()
     #: Process values the historian keeps (those the profile binds), read with
-    #: the interlock monitor's check of the device.
+    #: the interlock monitor's check of the device, at most every ``trend_period``
+    #: process seconds (a slow process needs fewer points).
     trends: ClassVar[tuple[str, ...]] = ()
+    trend_period: ClassVar[float] = 60.0
 
     def __init__(self, name: str, transport: Transport, clock: Clock) -> None:
         self.name = name

@@ -173,6 +173,7 @@ class Bioreactor(Driver):
         "sample_vcd",
         "sample_viability",
     )
+    trend_period = 300.0  # a culture of days: a point every 5 min
     argument_limits: ClassVar[Mapping[str, Mapping[str, str]]] = {
         "set_temperature": {"celsius": "temperature_sp"},
         "set_co2": {"percent": "co2_sp"},

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import ClassVar
 
+import pytest
 from test_executor import LONG, MIN, FakeDevice, Rig, make_procedure
 
 from flexctl.record.historian import Historian
@@ -57,3 +58,26 @@ async def test_samples_are_kept_while_the_store_fails_and_written_when_it_is_bac
     assert len(set(times)) == len(times)  # each value once, in the order taken
     executor.command(C.Abort, actor="alice")
     await run
+
+
+class SlowTrending(Trending):
+    trend_period: ClassVar[float] = 5 * MIN
+
+
+async def test_a_device_is_sampled_every_trend_period_or_the_period_given(rig: Rig) -> None:
+    for device in rig.devices.values():
+        device.__class__ = SlowTrending
+    store = Flaky()
+    store.down = False
+    historian = Historian(store, batch_size=1, max_age=None)
+    executor = rig.make(
+        make_procedure(LONG), monitor_period=MIN, idle_period=MIN, historian=historian
+    )
+    run = asyncio.get_running_loop().create_task(executor.run(actor="alice"))
+    await rig.clock.sleep(12 * MIN + 1)
+    executor.command(C.Abort, actor="alice")
+    await run
+    times = sorted({s.process_time for s in store.written if s.device == "tank"})
+    assert times == [0.0, 5 * MIN, 10 * MIN]  # checked every minute, sampled every 5
+    with pytest.raises(ValueError, match="sample_period"):
+        rig.make(make_procedure(LONG), sample_period=0.0)

@@ -193,6 +193,14 @@ def add_batch_arguments(
         help=f"process time between two checks of a device in use by the interlock monitor "
         f"(default {DEFAULT_MONITOR}; idle devices every 15 periods)",
     )
+    parser.add_argument(
+        "--sample-period",
+        type=_period,
+        default=None,
+        metavar="DURATION",
+        help="process time between two historian samples of a device (default: each driver's "
+        "own, 1 min, the bioreactor's 5 min; never faster than the device's checks)",
+    )
 
 
 # -- the plan: everything checked before anything starts ---------------------------------
@@ -215,6 +223,7 @@ class Plan:
     auto_sign_why: str
     monitor_period: float
     db: Path = Path(DEFAULT_DB)
+    sample_period: float | None = None
     #: Where to serve the batch over OPC UA (None: not served), and the server's certificates.
     serve: str | None = None
     pki: Path | None = None
@@ -314,6 +323,7 @@ def _plan(
         auto_sign_why=why,
         monitor_period=args.monitor_period,
         db=args.db,
+        sample_period=getattr(args, "sample_period", None),
         serve=getattr(args, "serve", None),
         pki=getattr(args, "pki", None),
         simulated=simulated,
@@ -1041,6 +1051,7 @@ async def _execute(
                 monitor_period=plan.monitor_period,
                 historian=historian,
                 limit_alarms=plan.line.alarms,
+                sample_period=plan.sample_period,
             )
             signals.executor = headless.executor = executor
             await _run_executor(plan, executor, runtime, store, out=stream, actor=actor)

@@ -157,6 +157,7 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
                 monitor_period=plan.monitor_period,
                 historian=historian,
                 limit_alarms=plan.line.alarms,
+                sample_period=plan.sample_period,
             )
 
             def ready(server: SupervisorServer) -> None:

@@ -365,6 +365,8 @@ class Executor:
         prompt_attempts: how often a prompt is asked before a wrong answer
             holds the batch.
         historian: takes each checked device's trend values (``Driver.trends``).
+        sample_period: process seconds between two historian samples of a device
+            (default: its driver's ``trend_period``; never faster than its checks).
         limit_alarms: ISA-18.2 limit alarms beside the procedure's own (``alarms:``),
             e.g. a line's per-device ones; read with the monitor's checks.
     """
@@ -384,12 +386,19 @@ class Executor:
         prompt_attempts: int = 3,
         historian: SampleSink | None = None,
         limit_alarms: Sequence[AlarmDefinition] = (),
+        sample_period: float | None = None,
     ) -> None:
         if idle_period is None:
             idle_period = 15 * monitor_period
-        if not 0 < monitor_period <= idle_period or not link_wait >= 0 or prompt_attempts < 1:
+        if (
+            not 0 < monitor_period <= idle_period
+            or not link_wait >= 0
+            or prompt_attempts < 1
+            or (sample_period is not None and not sample_period > 0)
+        ):
             raise ValueError(
-                "0 < monitor_period <= idle_period, link_wait >= 0 and prompt_attempts >= 1"
+                "0 < monitor_period <= idle_period, link_wait >= 0, prompt_attempts >= 1 "
+                "and sample_period > 0"
             )
         self.batch = batch
         self.procedure = batch.procedure
@@ -406,15 +415,13 @@ class Executor:
         self.monitor_period = float(monitor_period)
         self.idle_period = float(idle_period)
         self.historian = historian
+        self.sample_period = sample_period
+        self._sampled_at: dict[str, float] = {}  # process time of each device's last sample
         self._historian_failing = False  # an outage is journaled once, and its end
         #: the ISA-18.2 limit alarms (the procedure's and those given), and per device
         #: the signals they watch, read with each monitor check of the device
         self.alarms = AlarmMonitor([*self.procedure.alarms, *limit_alarms])
-        self._alarm_signals: dict[str, tuple[str, ...]] = {}
-        for definition in self.alarms.definitions:
-            watched = self._alarm_signals.get(definition.device, ())
-            if definition.signal_name not in watched:
-                self._alarm_signals[definition.device] = (*watched, definition.signal_name)
+        self._alarm_signals = _signals_by_device(self.alarms.definitions)
         # device -> the trend signals its profile binds (see Driver.trends)
         self._trends = {
             name: tuple(t for t in driver.trends if _has_signal(driver, t))
@@ -1630,7 +1637,7 @@ class Executor:
         if self.machine.state not in MONITORED:
             return
         watches = self._watches_of(name)
-        trends = self._trends.get(name, ()) if self.historian is not None else ()
+        trends = self._trends_due(name, driver)
         limits = self._alarm_signals.get(name, ())
         try:
             _, alarms, values = await self._read_checks(driver, watches, (*trends, *limits))
@@ -1665,6 +1672,17 @@ class Executor:
         for watch in watches:
             self._check_band(watch, values[watch.interlock.signal_name], now)
         self._check_alarms(name, alarms)
+
+    def _trends_due(self, name: str, driver: Driver) -> tuple[str, ...]:
+        """The device's trend signals if its next historian sample is due now, else none."""
+        if self.historian is None:
+            return ()
+        period = self.sample_period if self.sample_period is not None else driver.trend_period
+        now = self.clock.now()
+        if now - self._sampled_at.get(name, -math.inf) < period:
+            return ()
+        self._sampled_at[name] = now
+        return self._trends.get(name, ())
 
     def _keep_trends(
         self, device: str, trends: Sequence[str], values: Mapping[str, Value], now: float
@@ -1911,6 +1929,16 @@ class Executor:
             process_time=entry.process_time,
             payload=data,
         )
+
+
+def _signals_by_device(definitions: Sequence[AlarmDefinition]) -> dict[str, tuple[str, ...]]:
+    """device -> the signals its limit alarms watch, each once, in order."""
+    signals: dict[str, tuple[str, ...]] = {}
+    for definition in definitions:
+        watched = signals.get(definition.device, ())
+        if definition.signal_name not in watched:
+            signals[definition.device] = (*watched, definition.signal_name)
+    return signals
 
 
 def _fields(result: object) -> dict[str, Value]:
