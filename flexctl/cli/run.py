@@ -58,7 +58,8 @@ if TYPE_CHECKING:
     from flexctl.record.sqlite_store import SqliteStore
     from flexctl.record.store import BatchInfo
     from flexctl.supervisor.batch_state import BatchState
-    from flexctl.supervisor.executor import Executor
+    from flexctl.supervisor.executor import Batch, Executor
+    from flexctl.supervisor.prompts import Prompter
     from flexctl.supervisor.resumption import Resumption
 
 # The exit codes of flexctl.cli.main (imported from there would be circular).
@@ -762,6 +763,31 @@ def _open_store(plan: Plan) -> SqliteStore:
     return store
 
 
+def make_executor(
+    plan: Plan,
+    batch: Batch,
+    runtime: LineRuntime,
+    *,
+    journal: Journal,
+    historian: Historian,
+    prompter: Prompter | None,
+) -> Executor:
+    """The batch's executor as ``flexctl run`` and ``flexctl serve`` both make it."""
+    from flexctl.supervisor.executor import Executor
+
+    return Executor(
+        batch,
+        runtime.drivers,
+        clock=runtime.clock,
+        journal=journal,
+        prompter=prompter,
+        monitor_period=plan.monitor_period,
+        historian=historian,
+        limit_alarms=plan.line.alarms,
+        sample_period=plan.sample_period,
+    )
+
+
 async def _run_executor(
     plan: Plan,
     executor: Executor,
@@ -1009,7 +1035,7 @@ async def _execute(
     from flexctl.line_runtime import LineRuntime
     from flexctl.record.historian import Historian
     from flexctl.supervisor.batch_state import BatchState
-    from flexctl.supervisor.executor import Batch, Executor
+    from flexctl.supervisor.executor import Batch
     from flexctl.supervisor.prompts import AutoSigner
 
     actor = _user()
@@ -1042,16 +1068,9 @@ async def _execute(
                 plan, store, runtime, clock=clock, actor=actor, out=stream
             )
             _journal_origins(plan, journal, clock, runtime.describe())
-            executor = Executor(
-                batch,
-                runtime.drivers,
-                clock=clock,
-                journal=journal,
-                prompter=AutoSigner(plan.answers) if plan.auto_sign else None,
-                monitor_period=plan.monitor_period,
-                historian=historian,
-                limit_alarms=plan.line.alarms,
-                sample_period=plan.sample_period,
+            prompter = AutoSigner(plan.answers) if plan.auto_sign else None
+            executor = make_executor(
+                plan, batch, runtime, journal=journal, historian=historian, prompter=prompter
             )
             signals.executor = headless.executor = executor
             await _run_executor(plan, executor, runtime, store, out=stream, actor=actor)

@@ -38,6 +38,7 @@ from flexctl.cli.run import (
     _start_record,
     _user,
     add_batch_arguments,
+    make_executor,
 )
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
     from flexctl.record.historian import Historian
     from flexctl.record.signing import Signatures
     from flexctl.supervisor.batch_state import BatchState
-    from flexctl.supervisor.executor import Batch, Executor
+    from flexctl.supervisor.executor import Batch
 
     actor = _user()
     stream = Output()
@@ -148,16 +149,9 @@ async def _serve(plan: Plan, store: SqliteStore, args: argparse.Namespace, pki: 
                 plan, store, runtime, clock=clock, actor=actor, out=stream
             )
             _journal_origins(plan, journal, clock, runtime.describe())
-            executor = Executor(
-                batch,
-                runtime.drivers,
-                clock=clock,
-                journal=journal,
-                prompter=NorthboundPrompter(Signatures(store, clock)),
-                monitor_period=plan.monitor_period,
-                historian=historian,
-                limit_alarms=plan.line.alarms,
-                sample_period=plan.sample_period,
+            prompter = NorthboundPrompter(Signatures(store, clock))
+            executor = make_executor(
+                plan, batch, runtime, journal=journal, historian=historian, prompter=prompter
             )
 
             def ready(server: SupervisorServer) -> None:
