@@ -6,14 +6,11 @@ by the software; the person's hold and restart are audited under her name.
 
 from __future__ import annotations
 
-import queue
-import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from test_console_script import TIMEOUT, Supervisor, _pump, add_users, audit, console, flexctl
+from test_console_script import Supervisor, add_users, audit, console, flexctl, supervising
 
 PROCEDURE = """\
 procedure: served
@@ -33,32 +30,14 @@ def running(tmp_path: Path) -> Iterator[Supervisor]:
     add_users(db)
     procedure = tmp_path / "served.yaml"
     procedure.write_text(PROCEDURE, encoding="utf-8")
-    process = subprocess.Popen(
+    with supervising(
         flexctl(
             "run", str(procedure), "--db", str(db), "--batch-id", "B-RUN", "--speed", "300",
             "--serve", "opc.tcp://127.0.0.1:0/flexctl", "--pki", str(tmp_path / "server-pki"),
         ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert process.stdout is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    kept: list[str] = []
-    threading.Thread(target=_pump, args=(process.stdout, lines, kept), daemon=True).start()
-    endpoint = ""
-    try:
-        while not endpoint:
-            line = lines.get(timeout=TIMEOUT)
-            assert line is not None, "flexctl run ended early:\n" + "".join(kept)
-            if line.startswith("serving: "):
-                endpoint = line.split()[1]
-        yield Supervisor(process, endpoint, db, kept)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(TIMEOUT)
+        db,
+    ) as served:  # fmt: skip
+        yield served
 
 
 def test_a_served_run_is_held_and_restarted_from_a_console_and_completes(

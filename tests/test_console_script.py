@@ -94,17 +94,24 @@ def serving(tmp_path: Path) -> Iterator[Supervisor]:
     add_users(db)
     procedure = tmp_path / "console.yaml"
     procedure.write_text(PROCEDURE, encoding="utf-8")
-    process = subprocess.Popen(
+    with supervising(
         flexctl(
             "serve", str(procedure), "--db", str(db), "--batch-id", "B-1", "--speed", "600",
             "--endpoint", "opc.tcp://127.0.0.1:0/flexctl", "--linger", "2",
             "--pki", str(tmp_path / "server-pki"),
         ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )  # fmt: skip
+        db,
+    ) as served:  # fmt: skip
+        yield served
+
+
+@contextmanager
+def supervising(argv: list[str], db: Path) -> Iterator[Supervisor]:
+    """A supervisor subprocess (``flexctl serve`` or ``run --serve``), once it says
+    ``serving: URL``; killed at the end if it has not ended by then."""
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=db.parent
+    )
     assert process.stdout is not None
     lines: queue.Queue[str | None] = queue.Queue()
     kept: list[str] = []
@@ -113,7 +120,7 @@ def serving(tmp_path: Path) -> Iterator[Supervisor]:
     try:
         while not endpoint:
             line = lines.get(timeout=TIMEOUT)
-            assert line is not None, "flexctl serve ended early:\n" + "".join(kept)
+            assert line is not None, "the supervisor ended early:\n" + "".join(kept)
             if line.startswith("serving: "):
                 endpoint = line.split()[1]
         yield Supervisor(process, endpoint, db, kept)
